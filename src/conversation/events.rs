@@ -1,0 +1,219 @@
+//! Conversation events: numbered once, serialised once to their SSE frame, kept for replay.
+//!
+//! The actor turns each [`Event`] into a [`Frame`] — the exact bytes of one SSE event —
+//! exactly once, and every subscriber shares those bytes. [`ReplayLog`] keeps the recent
+//! frames so a reconnecting client resumes with no gap and no duplicate.
+
+use std::collections::VecDeque;
+use std::io::Write;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+
+use super::message::Message;
+
+/// What happened in a conversation, as API.md lists it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Event<'a> {
+    UserMessage {
+        message_id: &'a str,
+        text: &'a str,
+    },
+    ReplyStarted {
+        reply_id: &'a str,
+        provider: &'a str,
+    },
+    ReplyDelta {
+        reply_id: &'a str,
+        text: &'a str,
+    },
+    ReplyCompleted {
+        reply_id: &'a str,
+        text: &'a str,
+    },
+    ReplyInterrupted {
+        reply_id: &'a str,
+        text: &'a str,
+    },
+    ReplyFailed {
+        reply_id: &'a str,
+        error: &'a str,
+        text: &'a str,
+    },
+    Sync {
+        messages: &'a [Message],
+        last_event_id: u64,
+    },
+}
+
+impl Event<'_> {
+    /// The SSE `event:` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::UserMessage { .. } => "user.message",
+            Event::ReplyStarted { .. } => "reply.started",
+            Event::ReplyDelta { .. } => "reply.delta",
+            Event::ReplyCompleted { .. } => "reply.completed",
+            Event::ReplyInterrupted { .. } => "reply.interrupted",
+            Event::ReplyFailed { .. } => "reply.failed",
+            Event::Sync { .. } => "sync",
+        }
+    }
+
+    /// Encodes this event as one SSE frame with the given `id:`.
+    pub fn encode(&self, id: u64) -> Frame {
+        let mut w = BytesMut::with_capacity(96).writer();
+        // Writing to memory cannot fail, and serde_json escapes newlines inside strings, so
+        // the data stays on one line; the results are checked only to keep clippy honest.
+        let _ = write!(w, "id: {id}\nevent: {}\ndata: ", self.name());
+        let _ = serde_json::to_writer(&mut w, self);
+        let mut buf = w.into_inner();
+        buf.put_slice(b"\n\n");
+        Frame {
+            id,
+            bytes: buf.freeze(),
+        }
+    }
+}
+
+/// One numbered event, ready to write to any SSE stream.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub id: u64,
+    pub bytes: Bytes,
+}
+
+/// The recent frames of a conversation, contiguous by id.
+///
+/// Holds at least `min_keep` frames and never drops a frame of the reply in progress
+/// (from `pinned_from` on), so a client can always resume the whole current reply.
+#[derive(Debug)]
+pub struct ReplayLog {
+    frames: VecDeque<Frame>,
+    min_keep: usize,
+    pinned_from: Option<u64>,
+}
+
+/// What a subscriber after event `n` must be sent first.
+#[derive(Debug)]
+pub enum Replay {
+    /// These frames (possibly none), then live events.
+    Frames(Vec<Bytes>),
+    /// `n` is older than the window or unknown: send a snapshot first.
+    Snapshot,
+}
+
+impl ReplayLog {
+    pub fn new(min_keep: usize) -> Self {
+        ReplayLog {
+            frames: VecDeque::with_capacity(min_keep.min(1024)),
+            min_keep,
+            pinned_from: None,
+        }
+    }
+
+    pub fn push(&mut self, frame: Frame) {
+        self.frames.push_back(frame);
+        let pin = self.pinned_from.unwrap_or(u64::MAX);
+        while self.frames.len() > self.min_keep && self.frames.front().is_some_and(|f| f.id < pin) {
+            self.frames.pop_front();
+        }
+    }
+
+    /// Keeps every frame from `id` on until [`ReplayLog::unpin`] (the reply in progress).
+    pub fn pin_from(&mut self, id: u64) {
+        self.pinned_from = Some(id);
+    }
+
+    pub fn unpin(&mut self) {
+        self.pinned_from = None;
+    }
+
+    /// What a client that has seen everything up to `after` needs, when `last` is the
+    /// newest event number published.
+    pub fn after(&self, after: u64, last: u64) -> Replay {
+        if after == last {
+            return Replay::Frames(Vec::new());
+        }
+        if after > last {
+            return Replay::Snapshot;
+        }
+        let Some(first) = self.frames.front().map(|f| f.id) else {
+            return Replay::Snapshot;
+        };
+        if after + 1 < first {
+            return Replay::Snapshot;
+        }
+        let skip = (after + 1 - first) as usize;
+        Replay::Frames(
+            self.frames
+                .iter()
+                .skip(skip)
+                .map(|f| f.bytes.clone())
+                .collect(),
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delta(id: u64) -> Frame {
+        Event::ReplyDelta {
+            reply_id: "r",
+            text: "x",
+        }
+        .encode(id)
+    }
+
+    #[test]
+    fn frame_is_one_sse_event() {
+        let f = Event::ReplyDelta {
+            reply_id: "m_1",
+            text: "a\nb",
+        }
+        .encode(7);
+        assert_eq!(
+            &f.bytes[..],
+            b"id: 7\nevent: reply.delta\ndata: {\"reply_id\":\"m_1\",\"text\":\"a\\nb\"}\n\n"
+        );
+    }
+
+    #[test]
+    fn replays_within_window_and_snapshots_outside() {
+        let mut log = ReplayLog::new(3);
+        for id in 1..=5 {
+            log.push(delta(id));
+        }
+        assert_eq!(log.len(), 3); // 3, 4, 5
+        assert!(matches!(log.after(5, 5), Replay::Frames(v) if v.is_empty()));
+        assert!(matches!(log.after(2, 5), Replay::Frames(v) if v.len() == 3));
+        assert!(matches!(log.after(4, 5), Replay::Frames(v) if v.len() == 1));
+        assert!(matches!(log.after(1, 5), Replay::Snapshot));
+        assert!(matches!(log.after(9, 5), Replay::Snapshot));
+    }
+
+    #[test]
+    fn keeps_the_pinned_reply_whole() {
+        let mut log = ReplayLog::new(2);
+        log.pin_from(2);
+        for id in 1..=10 {
+            log.push(delta(id));
+        }
+        assert_eq!(log.len(), 9); // 2..=10
+        assert!(matches!(log.after(1, 10), Replay::Frames(v) if v.len() == 9));
+        log.unpin();
+        log.push(delta(11));
+        assert_eq!(log.len(), 2);
+    }
+}

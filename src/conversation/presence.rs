@@ -1,0 +1,123 @@
+//! Presence: who is typing, what the bot is doing, which reply was interrupted.
+//!
+//! Presence is ephemeral: these frames are not numbered and not replayed. The actor
+//! publishes them on a broadcast channel separate from the numbered events; WebSocket
+//! sessions forward them (leaving out a participant's own typing).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+/// A participant silent this long counts as no longer typing.
+pub const TYPING_EXPIRY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BotState {
+    Idle,
+    /// Waiting for the first token.
+    Thinking,
+    Streaming,
+}
+
+/// One WebSocket text frame for every participant, serialised once.
+#[derive(Debug, Clone)]
+pub struct PresenceFrame {
+    /// The participant it is about, so that participant's own session can skip it.
+    pub from: Option<Arc<str>>,
+    pub json: Arc<str>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Wire<'a> {
+    Typing {
+        participant_id: &'a str,
+        active: bool,
+    },
+    Bot {
+        state: BotState,
+    },
+    Interrupted {
+        reply_id: &'a str,
+    },
+}
+
+fn encode(w: &Wire<'_>) -> Arc<str> {
+    serde_json::to_string(w).unwrap_or_default().into()
+}
+
+impl PresenceFrame {
+    pub fn typing(participant: &Arc<str>, active: bool) -> Self {
+        PresenceFrame {
+            from: Some(participant.clone()),
+            json: encode(&Wire::Typing {
+                participant_id: participant,
+                active,
+            }),
+        }
+    }
+
+    pub fn bot(state: BotState) -> Self {
+        PresenceFrame {
+            from: None,
+            json: encode(&Wire::Bot { state }),
+        }
+    }
+
+    pub fn interrupted(reply_id: &str) -> Self {
+        PresenceFrame {
+            from: None,
+            json: encode(&Wire::Interrupted { reply_id }),
+        }
+    }
+}
+
+/// Who is typing, each with the moment their typing expires.
+#[derive(Debug, Default)]
+pub struct Typists {
+    until: HashMap<Arc<str>, Instant>,
+}
+
+impl Typists {
+    /// Records a typing report; returns `true` if the participant's state changed.
+    pub fn set(&mut self, who: &Arc<str>, active: bool, now: Instant) -> bool {
+        if active {
+            self.until
+                .insert(who.clone(), now + TYPING_EXPIRY)
+                .is_none()
+        } else {
+            self.until.remove(who).is_some()
+        }
+    }
+
+    /// The next moment someone's typing expires.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.until.values().min().copied()
+    }
+
+    /// Removes and returns everyone whose typing has expired by `now`.
+    pub fn expire(&mut self, now: Instant) -> Vec<Arc<str>> {
+        let gone: Vec<Arc<str>> = self
+            .until
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in &gone {
+            self.until.remove(p);
+        }
+        gone
+    }
+
+    pub fn len(&self) -> usize {
+        self.until.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.until.is_empty()
+    }
+}

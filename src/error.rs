@@ -1,0 +1,122 @@
+//! Errors. [`AppError`] is the one error type the web layer answers with: it maps each case
+//! to a status and a JSON body `{"error": {"code", "message"}}` and never shows internals.
+//! [`StartupError`] stops the server before it serves, naming what is wrong.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("provider `{name}`: {message}")]
+    Provider { name: String, message: String },
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StoreError),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything an HTTP route can answer with besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    InvalidText(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("missing or wrong credential")]
+    Unauthorized,
+    #[error("this origin may not do that")]
+    ForbiddenOrigin,
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("the conversation is busy; try again shortly")]
+    Busy,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl AppError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AppError::InvalidText(_) => (StatusCode::BAD_REQUEST, "invalid_text"),
+            AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::ForbiddenOrigin => (StatusCode::FORBIDDEN, "forbidden_origin"),
+            AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            AppError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        if let AppError::Internal(detail) = &self {
+            // The detail goes to the log only; the client learns nothing of the internals.
+            tracing::error!(%detail, "internal error");
+        }
+        let body = Json(json!({"error": {"code": code, "message": self.to_string()}}));
+        let mut resp = (status, body).into_response();
+        let retry = match &self {
+            AppError::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
+            AppError::Busy | AppError::ShuttingDown => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+impl From<crate::storage::StoreError> for AppError {
+    fn from(e: crate::storage::StoreError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::conversation::ActorError> for AppError {
+    fn from(e: crate::conversation::ActorError) -> Self {
+        use crate::conversation::ActorError;
+        match e {
+            ActorError::Busy => AppError::Busy,
+            ActorError::Gone => AppError::ShuttingDown,
+            ActorError::NotFound => AppError::NotFound,
+            ActorError::Storage(s) => AppError::Internal(s),
+        }
+    }
+}
+
+/// JSON body errors from axum's extractor become our JSON errors.
+impl From<axum::extract::rejection::JsonRejection> for AppError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection as J;
+        match &r {
+            J::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                AppError::TooLarge("the request body is too large".into())
+            }
+            J::MissingJsonContentType(_) => {
+                AppError::BadRequest("expected `Content-Type: application/json`".into())
+            }
+            _ => AppError::BadRequest(r.body_text()),
+        }
+    }
+}

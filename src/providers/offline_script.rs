@@ -1,0 +1,230 @@
+//! What the offline demo bot says. It recognises a few topics (greetings, help, chatwire
+//! and its three patterns, a long story to interrupt, `/count N`) and otherwise answers
+//! from what the user wrote.
+
+use std::collections::VecDeque;
+
+/// The words of one reply, produced lazily (a `/count 100000` is never built up front).
+pub enum Script {
+    Count { next: u32, last: u32 },
+    Words(VecDeque<String>),
+}
+
+impl Iterator for Script {
+    type Item = String;
+    fn next(&mut self) -> Option<String> {
+        match self {
+            Script::Count { next, last } => {
+                if *next > *last {
+                    return None;
+                }
+                *next += 1;
+                Some((*next - 1).to_string())
+            }
+            Script::Words(words) => words.pop_front(),
+        }
+    }
+}
+
+fn words(text: &str) -> Script {
+    Script::Words(
+        text.split(' ')
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect(),
+    )
+}
+
+/// The bot's script for the user's latest message; `turns` counts the history so far.
+pub fn script_for(message: &str, turns: usize) -> Script {
+    let trimmed = message.trim();
+    if let Some(rest) = trimmed.strip_prefix("/count") {
+        return match rest.trim().parse::<u32>() {
+            Ok(n) if (1..=100_000).contains(&n) => Script::Count { next: 1, last: n },
+            _ => words(
+                "`/count N` takes a whole number N from 1 to 100000, for example `/count 200`.",
+            ),
+        };
+    }
+    let lower = trimmed.to_lowercase();
+    let has = |keys: &[&str]| keys.iter().any(|k| lower.contains(k));
+    let text = if lower.is_empty() {
+        "I did not catch anything there. Type a message, or `help` to see what I can do."
+            .to_string()
+    } else if has(&["story"]) {
+        STORY.to_string()
+    } else if lower == "help" || lower == "/help" || has(&["what can you do", "help me"]) {
+        HELP.to_string()
+    } else if has(&["webhook"]) {
+        WEBHOOKS.to_string()
+    } else if has(&[
+        "sse",
+        "server-sent",
+        "server sent",
+        "eventsource",
+        "token by token",
+    ]) {
+        SSE.to_string()
+    } else if has(&["websocket", "typing", "interrupt", "stop"]) {
+        WEBSOCKET.to_string()
+    } else if has(&[
+        "chatwire",
+        "who are you",
+        "what are you",
+        "what is this",
+        "pattern",
+    ]) {
+        ABOUT.to_string()
+    } else if has(&["thank"]) {
+        "You are welcome! Ask me for a story if you want to try the Stop button.".to_string()
+    } else if is_greeting(&lower) {
+        if turns <= 1 {
+            GREETING.to_string()
+        } else {
+            "Hello again! What shall we try next? `help` lists a few ideas.".to_string()
+        }
+    } else {
+        echo(trimmed)
+    };
+    words(&text)
+}
+
+fn is_greeting(lower: &str) -> bool {
+    let first = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .find(|w| !w.is_empty())
+        .unwrap_or("");
+    matches!(
+        first,
+        "hi" | "hello" | "hey" | "hallo" | "howdy" | "greetings" | "yo"
+    ) || lower.starts_with("good morning")
+        || lower.starts_with("good evening")
+        || lower.starts_with("good afternoon")
+}
+
+/// An answer built from the user's own words, for anything the bot has no topic for.
+fn echo(message: &str) -> String {
+    let words: Vec<&str> = message.split_whitespace().collect();
+    let quoted: String = if words.len() > 12 {
+        format!("{} …", words[..12].join(" "))
+    } else {
+        words.join(" ")
+    };
+    let longest = words
+        .iter()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+        .max_by_key(|w| w.chars().count())
+        .unwrap_or("that");
+    if message.ends_with('?') {
+        format!(
+            "You asked: “{quoted}” That is a fair question, and a real language model would \
+             take it from here. I am the offline demo bot, so I cannot look things up, but I \
+             can tell you that your question has {} words and its longest is “{longest}”. \
+             Plug in an OpenAI-compatible provider (see docs/providers.md) for real answers, \
+             or ask me about webhooks, SSE or WebSockets.",
+            words.len()
+        )
+    } else {
+        format!(
+            "You wrote: “{quoted}” I am the offline demo bot: I run inside chatwire with no \
+             network, so I answer from a short script. I noticed “{longest}” — tell me more, \
+             ask for a story, or type `help` to see what I can show you."
+        )
+    }
+}
+
+const GREETING: &str = "Hello! I am chatwire's offline demo bot. I stream this reply to you \
+word by word over Server-Sent Events, while a WebSocket carries typing and the Stop button. \
+Type `help` to see what you can try.";
+
+const HELP: &str = "Here is what you can try:\n\n\
+• `tell me a story` — a long reply, so you can press Stop (or Escape) halfway.\n\
+• `/count 50` — I count to 50, one number per token.\n\
+• `what is chatwire` — what this server does.\n\
+• `how do webhooks work`, `what is SSE`, `websocket` — the three patterns, one at a time.\n\
+• Open this page in a second tab and type: the other tab shows that you are typing.\n\
+• Reload in the middle of a reply: it goes on from where it was, no word lost.";
+
+const ABOUT: &str = "chatwire is a chatbot streaming backend that shows the three ways systems \
+talk in real time. Webhooks: an NLP provider calls us back when its work is done, and we \
+verify the signature, drop duplicates and route the result. Server-Sent Events: your browser \
+receives my reply token by token and resumes after a dropped connection without losing or \
+repeating a word. WebSocket: typing indicators both ways, my state (thinking or streaming), \
+and interrupting me mid-reply. Behind them, one actor per conversation decides everything in \
+one order, so no token can arrive after a Stop.";
+
+const WEBHOOKS: &str = "Webhooks are calls the other way round: instead of us waiting on an \
+open connection, the NLP provider POSTs its result to us when it is ready. chatwire checks \
+the Standard Webhooks signature (an HMAC-SHA256 over the id, the timestamp and the raw body), \
+refuses anything unsigned or older than five minutes, answers a repeated delivery without \
+applying it twice, and hands the result to the conversation's actor, which streams it to \
+you. Pick the simulated NLP provider in the menu to watch it happen without any network.";
+
+const SSE: &str = "Server-Sent Events are a plain HTTP response that never ends: the server \
+writes one event after another and the browser's EventSource reads them. Every event has a \
+number. If the connection drops, the browser reconnects with the last number it saw, and \
+chatwire replays exactly what came after it: no gap, no duplicate. That is how this reply \
+reaches you, one word per event.";
+
+const WEBSOCKET: &str = "The WebSocket is the two-way channel beside the stream. Your browser \
+says when you are typing, and every other tab or device on this conversation sees it. The \
+server says what I am doing: thinking before my first word, then streaming. And when you \
+press Stop or Escape, the interrupt travels over it: the conversation's actor cancels the \
+work upstream, keeps the words already sent, and tells every tab that the reply was \
+interrupted.";
+
+const STORY: &str = "Once upon a time, in a data centre humming at the edge of a quiet town, \
+there lived a small conversation actor named Wren. Wren had one job: to own a single \
+conversation, and to own it completely. Nobody else could change it. The web handlers could \
+ask, the WebSocket sessions could ask, even the grand NLP providers far across the network \
+could ask, but only Wren decided, one message at a time, in one order.\n\n\
+Every morning the messages came in through the mailbox, which was small on purpose. \"A \
+bounded mailbox,\" the old scheduler had told Wren, \"keeps you honest. If the queue is full, \
+say so. Never promise what you cannot keep.\" So Wren answered every request, and when it \
+was too busy it said so plainly, and the clients came back a moment later.\n\n\
+One day a user asked for a story, a very long one. Wren called upon the provider, and the \
+words began to flow, one by one, each given a number and written once into the little ring \
+of memory that Wren kept for those who came late. The browser drank the words as they \
+arrived. Then the train went into a tunnel, and the connection dropped.\n\n\
+Wren did not stop. The story was not for the connection; it was for the conversation. The \
+words kept coming, each numbered, each kept. When the train came out of the tunnel, the \
+browser knocked again and said: \"The last word I saw was number four hundred and twelve.\" \
+And Wren, without a pause, handed over number four hundred and thirteen and everything after \
+it, not one word missing, not one word twice.\n\n\
+Later that evening a second tab opened on the same conversation, then a phone. Wren sent the \
+same words to all of them, serialised once and shared, because words are cheap when you do \
+not copy them. When the user began to type on the phone, the laptop showed three small dots, \
+and when the user stopped typing the dots went away after five quiet seconds.\n\n\
+And then the user pressed Stop. Wren did not merely stop listening; it reached across the \
+network and cancelled the provider's work, so that no more words were generated and no more \
+were billed. It wrote down exactly the words already delivered, marked the reply \
+interrupted, and told every tab at once. Not a single word slipped through after the Stop, \
+because there was only ever one Wren, deciding everything in one order.\n\n\
+The townsfolk say that if you listen closely to the humming of the data centre, you can \
+still hear Wren counting: one, two, three, each number exactly once. And that, more or less, \
+is how chatwire works. The end.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: Script) -> String {
+        s.collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn counts_exactly() {
+        assert_eq!(text(script_for("/count 5", 1)), "1 2 3 4 5");
+        assert!(text(script_for("/count 0", 1)).contains("from 1 to 100000"));
+        assert!(text(script_for("/count 100001", 1)).contains("from 1 to 100000"));
+        assert_eq!(script_for("/count 100000", 1).count(), 100_000);
+    }
+
+    #[test]
+    fn answers_topics_and_echoes_the_rest() {
+        assert!(text(script_for("Hello there", 1)).starts_with("Hello!"));
+        assert!(text(script_for("help", 1)).contains("/count"));
+        assert!(text(script_for("tell me a story", 1)).contains("Wren"));
+        assert!(text(script_for("why is the sky blue?", 1)).contains("why is the sky blue?"));
+    }
+}

@@ -1,0 +1,117 @@
+//! The JSON API of conversations: create, read, post a message, interrupt; and the list
+//! of configured providers.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::auth::{authorize, set_cookie};
+use super::body::JsonBody;
+use crate::conversation::{CreateError, Snapshot};
+use crate::error::AppError;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    provider: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct PostBody {
+    text: serde_json::Value,
+}
+
+pub async fn providers(State(state): State<AppState>) -> Response {
+    let list: Vec<_> = state.providers.infos().collect();
+    Json(list).into_response()
+}
+
+/// Creates a conversation and answers with its id and token, plus the browser cookie.
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<Response, AppError> {
+    let (handle, token) = create_conversation(&state, body.provider.as_deref()).await?;
+    let mut resp = (
+        StatusCode::CREATED,
+        Json(json!({"id": handle.id(), "token": token, "provider": handle.provider()})),
+    )
+        .into_response();
+    set_cookie_header(&mut resp, handle.id(), &token);
+    Ok(resp)
+}
+
+pub(super) async fn create_conversation(
+    state: &AppState,
+    provider: Option<&str>,
+) -> Result<(crate::conversation::ConversationHandle, String), AppError> {
+    if state.shutdown.is_cancelled() {
+        return Err(AppError::ShuttingDown);
+    }
+    state.registry.create(provider).await.map_err(|e| match e {
+        CreateError::UnknownProvider(name) => {
+            AppError::BadRequest(format!("unknown provider `{name}`; see GET /api/providers"))
+        }
+        CreateError::Storage(e) => e.into(),
+    })
+}
+
+pub(super) fn set_cookie_header(resp: &mut Response, id: &str, token: &str) {
+    if let Ok(v) = HeaderValue::from_str(&set_cookie(id, token)) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Snapshot>, AppError> {
+    let conv = authorize(&state, &id, &headers, false).await?;
+    Ok(Json(conv.snapshot().await?))
+}
+
+/// Checks a message's text: a non-blank string no longer than the configured limit.
+fn valid_text(state: &AppState, text: serde_json::Value) -> Result<String, AppError> {
+    let serde_json::Value::String(text) = text else {
+        return Err(AppError::InvalidText("`text` must be a string".into()));
+    };
+    if text.trim().is_empty() {
+        return Err(AppError::InvalidText("`text` must not be empty".into()));
+    }
+    let max = state.config.limits.max_message_bytes;
+    if text.len() > max {
+        return Err(AppError::TooLarge(format!(
+            "`text` is longer than {max} bytes"
+        )));
+    }
+    Ok(text)
+}
+
+pub async fn post_message(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<JsonBody<PostBody>, AppError>,
+) -> Result<Response, AppError> {
+    // The credential is checked before the body is judged, so strangers learn nothing.
+    let conv = authorize(&state, &id, &headers, true).await?;
+    let JsonBody(body) = body?;
+    let text = valid_text(&state, body.text)?;
+    let posted = conv.post(text).await?;
+    Ok((StatusCode::ACCEPTED, Json(posted)).into_response())
+}
+
+pub async fn interrupt(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let conv = authorize(&state, &id, &headers, true).await?;
+    let reply_id = conv.interrupt().await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"reply_id": reply_id}))).into_response())
+}

@@ -1,0 +1,185 @@
+//! `GET /api/conversations/{id}/events`: the conversation's numbered events as
+//! Server-Sent Events.
+//!
+//! The stream starts with one `retry:` hint, then what the actor handed over when we
+//! subscribed (a replay after `Last-Event-ID`, or a `sync` snapshot), then live frames —
+//! the same bytes for every subscriber, encoded once by the actor. Frames that are already
+//! waiting are written together. A reader that falls behind the live channel re-subscribes
+//! from the last event it was sent, so it never skips one. The stream ends when the
+//! conversation's actor stops or the server shuts down.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::AppState;
+use super::auth::authorize;
+use crate::conversation::events::Frame;
+use crate::conversation::{ConversationHandle, Subscription};
+use crate::error::AppError;
+
+/// How long a browser waits before reconnecting after the stream drops.
+const RETRY_MS: u64 = 1000;
+/// Most bytes gathered into one write when frames are already waiting.
+const BATCH_BYTES: usize = 16 * 1024;
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    last_event_id: Option<String>,
+}
+
+/// The event number a client has seen: `Last-Event-ID` wins over the query (a browser
+/// reconnecting keeps the old URL but sends the newer header). Junk counts as unknown.
+fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Option<u64> {
+    let raw = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or(query.last_event_id.as_deref())?;
+    Some(raw.trim().parse().unwrap_or(u64::MAX))
+}
+
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let conv = authorize(&state, &id, &headers, false).await?;
+    let after = resume_point(&headers, &query);
+    let sub = conv.subscribe(after).await?;
+    let stream = EventStream::new(conv, sub, state.config.keepalive);
+    let body = Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
+        s.next_chunk().await.map(|b| (Ok::<_, Infallible>(b), s))
+    }));
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(resp)
+}
+
+struct EventStream {
+    conv: ConversationHandle,
+    pending: VecDeque<Bytes>,
+    live: tokio::sync::broadcast::Receiver<Frame>,
+    last_id: u64,
+    keepalive: Interval,
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
+    done: bool,
+    /// The live receiver skipped ahead; it must be replaced before it is read again.
+    lagged: bool,
+}
+
+impl EventStream {
+    fn new(conv: ConversationHandle, sub: Subscription, every: Duration) -> Self {
+        let mut keepalive = tokio::time::interval_at(Instant::now() + every, every);
+        keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut pending = VecDeque::with_capacity(sub.backlog.len() + 1);
+        pending.push_back(Bytes::from(format!("retry: {RETRY_MS}\n\n")));
+        pending.extend(sub.backlog);
+        let stop = Box::pin(conv.cancelled().cancelled_owned());
+        EventStream {
+            conv,
+            pending,
+            live: sub.live,
+            last_id: sub.last_id,
+            keepalive,
+            stop,
+            done: false,
+            lagged: false,
+        }
+    }
+
+    /// The next bytes to write, or `None` when the stream is over.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(b) = self.pending.pop_front() {
+            return Some(b);
+        }
+        if self.done {
+            return None;
+        }
+        loop {
+            if self.lagged {
+                self.resubscribe().await?;
+                if let Some(b) = self.pending.pop_front() {
+                    return Some(b);
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = &mut self.stop => {
+                    self.done = true;
+                    return Some(Bytes::from_static(b": server closing this stream; reconnect\n\n"));
+                }
+                r = self.live.recv() => match r {
+                    Ok(frame) => {
+                        if let Some(chunk) = self.gather(frame) {
+                            return Some(chunk);
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => self.lagged = true,
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = self.keepalive.tick() => return Some(Bytes::from_static(b": keep-alive\n\n")),
+            }
+        }
+    }
+
+    /// Fell behind the live channel: pick up again after the last event sent, from the
+    /// actor's replay log (or a `sync` if that is gone too). Never skip.
+    async fn resubscribe(&mut self) -> Option<()> {
+        let sub = self.conv.subscribe(Some(self.last_id)).await.ok()?;
+        self.live = sub.live;
+        self.last_id = sub.last_id;
+        self.pending.extend(sub.backlog);
+        self.lagged = false;
+        Some(())
+    }
+
+    /// This frame plus any already waiting, as one chunk; `None` if all were old.
+    fn gather(&mut self, first: Frame) -> Option<Bytes> {
+        let mut single: Option<Bytes> = None;
+        let mut batch: Option<BytesMut> = None;
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            if frame.id > self.last_id {
+                self.last_id = frame.id;
+                match (&mut batch, single.take()) {
+                    (Some(b), _) => b.extend_from_slice(&frame.bytes),
+                    (None, None) => single = Some(frame.bytes),
+                    (None, Some(prev)) => {
+                        let mut b = BytesMut::with_capacity(prev.len() * 8);
+                        b.extend_from_slice(&prev);
+                        b.extend_from_slice(&frame.bytes);
+                        batch = Some(b);
+                    }
+                }
+            }
+            let size = batch.as_ref().map_or(0, |b| b.len());
+            if size < BATCH_BYTES {
+                match self.live.try_recv() {
+                    Ok(f) => next = Some(f),
+                    Err(TryRecvError::Lagged(_)) => self.lagged = true,
+                    // Closed: the next `recv` ends the stream.
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => {}
+                }
+            }
+        }
+        batch.map(BytesMut::freeze).or(single)
+    }
+}
