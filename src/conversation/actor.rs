@@ -45,7 +45,10 @@ pub(crate) struct Actor {
     pub(crate) events: broadcast::Sender<Frame>,
     pub(crate) presence: broadcast::Sender<PresenceFrame>,
     pub(crate) rx: mpsc::Receiver<Command>,
-    pub(crate) cancel: CancellationToken,
+    /// The server's shutdown signal.
+    pub(crate) shutdown: CancellationToken,
+    /// Cancelled by this actor when it stops, after its last event: streams watch it.
+    pub(crate) done: CancellationToken,
     pub(crate) idle_timeout: Duration,
     pub(crate) bot: BotState,
     pub(crate) typists: Typists,
@@ -73,7 +76,8 @@ impl Actor {
         events: broadcast::Sender<Frame>,
         presence: broadcast::Sender<PresenceFrame>,
         rx: mpsc::Receiver<Command>,
-        cancel: CancellationToken,
+        shutdown: CancellationToken,
+        done: CancellationToken,
         idle_timeout: Duration,
     ) -> Self {
         Actor {
@@ -87,7 +91,8 @@ impl Actor {
             events,
             presence,
             rx,
-            cancel,
+            shutdown,
+            done,
             idle_timeout,
             bot: BotState::Idle,
             typists: Typists::default(),
@@ -105,7 +110,7 @@ impl Actor {
             let typing_expiry = self.typists.next_expiry();
             tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => break,
+                _ = self.shutdown.cancelled() => break,
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd).await,
                     None => break,
@@ -412,6 +417,6 @@ impl Actor {
         if let Err(e) = self.store.set_event_id_floor(&self.id, self.next_id).await {
             tracing::warn!(conversation = %self.id, error = %e, "cannot store event-id floor");
         }
-        self.cancel.cancel();
+        self.done.cancel();
     }
 }

@@ -137,14 +137,16 @@ impl Registry {
         let (tx, rx) = mpsc::channel(self.limits.mailbox);
         let (events, _) = broadcast::channel(self.limits.broadcast_capacity);
         let (presence, _) = broadcast::channel(64);
-        let cancel = self.root.child_token();
+        // Not a child of the root token: streams must outlive the shutdown signal long
+        // enough to carry the actor's last events; the actor cancels it when it stops.
+        let done = CancellationToken::new();
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let handle = ConversationHandle {
             id: id.clone(),
             token_hash: stored.token_hash.into(),
             provider: provider.info().name.clone().into(),
             tx,
-            cancel: cancel.clone(),
+            cancel: done.clone(),
             generation,
         };
         let actor = Actor::new(
@@ -157,7 +159,8 @@ impl Registry {
             events,
             presence,
             rx,
-            cancel.clone(),
+            self.root.clone(),
+            done.clone(),
             self.idle_timeout,
         );
         live.insert(id.clone(), handle.clone());
@@ -174,8 +177,8 @@ impl Registry {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 tracing::error!(conversation = %id, panic = %what, "conversation actor panicked; it will restart from storage");
-                cancel.cancel();
             }
+            done.cancel();
             let mut live = registry.live();
             if live.get(&id).is_some_and(|h| h.generation == generation) {
                 live.remove(&id);

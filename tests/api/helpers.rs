@@ -1,0 +1,235 @@
+//! Test helpers: `spawn_app()` starts the real server on port 0 (in-memory database, no
+//! offline delay), plus a small real SSE client that reads the byte stream like a browser.
+
+use std::time::Duration;
+
+use chatwire::{Config, Server};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+/// Upper bound on any single wait in a test, so a broken server fails instead of hanging.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub server: Option<Server>,
+    pub http: reqwest::Client,
+}
+
+/// A conversation created through the API.
+#[derive(Clone, Debug)]
+pub struct Conv {
+    pub id: String,
+    pub token: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::for_tests();
+    change(&mut config);
+    let server = Server::start(config).await.expect("server starts");
+    TestApp {
+        addr: server.addr,
+        server: Some(server),
+        http: reqwest::Client::builder()
+            .timeout(WAIT)
+            .build()
+            .expect("client"),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn create(&self) -> Conv {
+        let resp = self
+            .http
+            .post(self.url("/api/conversations"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().await.expect("json");
+        Conv {
+            id: body["id"].as_str().expect("id").to_string(),
+            token: body["token"].as_str().expect("token").to_string(),
+        }
+    }
+
+    /// POSTs a message; returns the status and the JSON body.
+    pub async fn post(&self, conv: &Conv, text: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url(&format!("/api/conversations/{}/messages", conv.id)))
+            .bearer_auth(&conv.token)
+            .json(&serde_json::json!({ "text": text }))
+            .send()
+            .await
+            .expect("post");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs a message that must be accepted; returns its reply id.
+    pub async fn post_ok(&self, conv: &Conv, text: &str) -> String {
+        let (status, body) = self.post(conv, text).await;
+        assert_eq!(status, 202, "{body}");
+        body["reply_id"].as_str().expect("reply_id").to_string()
+    }
+
+    pub async fn get_conv(&self, conv: &Conv) -> Value {
+        let resp = self
+            .http
+            .get(self.url(&format!("/api/conversations/{}", conv.id)))
+            .bearer_auth(&conv.token)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("json")
+    }
+
+    /// Opens the SSE stream, resuming after `last_event_id` (sent as `Last-Event-ID`).
+    pub async fn sse(&self, conv: &Conv, last_event_id: Option<u64>) -> SseClient {
+        let mut req = self
+            .http
+            .get(self.url(&format!("/api/conversations/{}/events", conv.id)))
+            .bearer_auth(&conv.token)
+            // The stream is long-lived: no whole-request timeout.
+            .timeout(Duration::from_secs(3600));
+        if let Some(n) = last_event_id {
+            req = req.header("Last-Event-ID", n.to_string());
+        }
+        let resp = req.send().await.expect("sse");
+        assert_eq!(resp.status(), 200);
+        SseClient::from_response(resp)
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// One SSE block as a browser would parse it.
+#[derive(Debug, Clone, Default)]
+pub struct SseItem {
+    pub id: Option<u64>,
+    pub event: Option<String>,
+    pub data: Option<Value>,
+    pub comment: Option<String>,
+    pub retry: Option<u64>,
+}
+
+impl SseItem {
+    pub fn is_event(&self) -> bool {
+        self.event.is_some()
+    }
+    pub fn kind(&self) -> &str {
+        self.event.as_deref().unwrap_or("")
+    }
+    pub fn field(&self, name: &str) -> &str {
+        self.data
+            .as_ref()
+            .and_then(|d| d[name].as_str())
+            .unwrap_or("")
+    }
+}
+
+pub struct SseClient {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: Vec<u8>,
+}
+
+impl SseClient {
+    pub fn from_response(resp: reqwest::Response) -> Self {
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        SseClient {
+            stream: Box::pin(resp.bytes_stream()),
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn next_item(&mut self) -> Option<SseItem> {
+        self.next_item_within(WAIT).await
+    }
+
+    /// The next block (event, comment or retry hint); `None` when the stream ends.
+    pub async fn next_item_within(&mut self, limit: Duration) -> Option<SseItem> {
+        loop {
+            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..pos + 2).collect();
+                let text = String::from_utf8(block).expect("utf-8 frame");
+                return Some(parse_block(&text));
+            }
+            match tokio::time::timeout(limit, self.stream.next()).await {
+                Ok(Some(Ok(chunk))) => self.buf.extend_from_slice(&chunk),
+                Ok(Some(Err(_))) | Ok(None) => return None,
+                Err(_) => panic!("no SSE data within {limit:?}"),
+            }
+        }
+    }
+
+    /// The next real event, skipping comments and retry hints.
+    pub async fn next_event(&mut self) -> Option<SseItem> {
+        loop {
+            let item = self.next_item().await?;
+            if item.is_event() {
+                return Some(item);
+            }
+        }
+    }
+
+    /// Events up to and including the first one for which `last` is true.
+    pub async fn events_until(&mut self, last: impl Fn(&SseItem) -> bool) -> Vec<SseItem> {
+        let mut out = Vec::new();
+        while let Some(ev) = self.next_event().await {
+            let stop = last(&ev);
+            out.push(ev);
+            if stop {
+                return out;
+            }
+        }
+        panic!("stream ended before the expected event; got {out:?}");
+    }
+}
+
+fn parse_block(text: &str) -> SseItem {
+    let mut item = SseItem::default();
+    for line in text.lines() {
+        if let Some(c) = line.strip_prefix(':') {
+            item.comment = Some(c.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("id: ") {
+            item.id = Some(v.parse().expect("numeric id"));
+        } else if let Some(v) = line.strip_prefix("event: ") {
+            item.event = Some(v.to_string());
+        } else if let Some(v) = line.strip_prefix("data: ") {
+            item.data = Some(serde_json::from_str(v).expect("JSON data"));
+        } else if let Some(v) = line.strip_prefix("retry: ") {
+            item.retry = Some(v.parse().expect("numeric retry"));
+        }
+    }
+    item
+}
+
+/// `"1 2 3 … n"`.
+pub fn count_text(n: u32) -> String {
+    (1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(" ")
+}
+
+/// Is this the final event of a reply?
+pub fn is_reply_end(ev: &SseItem) -> bool {
+    matches!(
+        ev.kind(),
+        "reply.completed" | "reply.interrupted" | "reply.failed"
+    )
+}

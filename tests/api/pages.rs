@@ -1,0 +1,87 @@
+//! The chat page: `/` starts a conversation, `/c/{id}` renders its history on the server
+//! (escaped), and the page's hooks and assets are there.
+
+use reqwest::redirect::Policy;
+
+use crate::helpers::*;
+use crate::streaming::wait_complete;
+
+#[tokio::test]
+async fn root_starts_a_conversation_and_the_page_renders_its_history() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let resp = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let id = location
+        .strip_prefix("/c/")
+        .expect("moves to /c/{id}")
+        .to_string();
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let token = pair.split_once('=').unwrap().1.to_string();
+    let conv = Conv {
+        id: id.clone(),
+        token,
+    };
+
+    app.post_ok(&conv, "<script>alert(1)</script> hello?").await;
+    wait_complete(&app, &conv).await;
+
+    let page = client
+        .get(app.url(&location))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let html = page.text().await.unwrap();
+    for hook in [
+        "composer",
+        "send",
+        "stop",
+        "messages",
+        "typing-indicator",
+        "bot-state",
+        "connection",
+    ] {
+        assert!(
+            html.contains(&format!("data-testid=\"{hook}\"")),
+            "hook {hook}"
+        );
+    }
+    assert!(
+        html.contains("alert(1)") && html.contains("script&#62;"),
+        "user text escaped"
+    );
+    assert!(!html.contains("<script>alert(1)"), "never raw");
+    assert!(html.contains("data-role=\"assistant\" data-status=\"complete\""));
+    assert!(
+        html.contains("Offline demo bot"),
+        "the offline bot is labelled"
+    );
+    assert!(html.contains(&format!("data-conversation-id=\"{id}\"")));
+
+    // Without the cookie the page reveals nothing.
+    let stranger = client.get(app.url(&location)).send().await.unwrap();
+    assert_eq!(stranger.status(), 404);
+    assert!(!stranger.text().await.unwrap().contains("alert"));
+
+    for (path, kind) in [("/static/app.js", "javascript"), ("/static/app.css", "css")] {
+        let r = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"].to_str().unwrap().contains(kind));
+    }
+}
