@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::conversation::Registry;
 use crate::error::StartupError;
+use crate::metrics::Metrics;
 use crate::providers::{ProviderContext, Providers};
 use crate::storage::Store;
 use crate::web::{AppState, router};
@@ -58,6 +59,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let metrics = Metrics::new();
         let registry = Registry::new(
             store.clone(),
             providers.clone(),
@@ -65,6 +67,7 @@ impl Server {
             config.idle_timeout,
             shutdown.clone(),
             tracker.clone(),
+            metrics.clone(),
         );
         let state = AppState {
             config: Arc::new(config),
@@ -73,6 +76,7 @@ impl Server {
             store,
             shutdown,
             tracker,
+            metrics,
         };
         let task = tokio::spawn(serve(listener, state.clone()));
         tracing::info!(%addr, "chatwire is listening");

@@ -9,6 +9,7 @@ pub mod config;
 pub mod conversation;
 pub mod error;
 pub mod ids;
+pub mod metrics;
 pub mod providers;
 pub mod storage;
 pub mod telemetry;

@@ -19,6 +19,7 @@ use super::events::{Event, Frame, Replay, ReplayLog};
 use super::handle::{ActorError, Command, Posted, Presence, Snapshot, Subscription};
 use super::message::{Message, Status};
 use super::presence::{BotState, PresenceFrame, Typists};
+use crate::metrics::{Metrics, Outcome};
 use crate::providers::{Provider, ReplyEvent, ReplyRequest, Turn};
 use crate::storage::Store;
 
@@ -32,6 +33,8 @@ struct ActiveReply {
     index: usize,
     events: BoxStream<'static, ReplyEvent>,
     checkpointed_len: usize,
+    /// When the user's message arrived; taken (once) by the first delta, for the metric.
+    awaiting_first: Option<Instant>,
 }
 
 pub(crate) struct Actor {
@@ -52,6 +55,7 @@ pub(crate) struct Actor {
     pub(crate) idle_timeout: Duration,
     pub(crate) bot: BotState,
     pub(crate) typists: Typists,
+    pub(crate) metrics: Arc<Metrics>,
     reply: Option<ActiveReply>,
     last_active: Instant,
 }
@@ -79,6 +83,7 @@ impl Actor {
         shutdown: CancellationToken,
         done: CancellationToken,
         idle_timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Actor {
             id,
@@ -96,6 +101,7 @@ impl Actor {
             idle_timeout,
             bot: BotState::Idle,
             typists: Typists::default(),
+            metrics,
             reply: None,
             last_active: Instant::now(),
         }
@@ -161,12 +167,16 @@ impl Actor {
     async fn handle(&mut self, cmd: Command) {
         self.last_active = Instant::now();
         match cmd {
-            Command::Post { text, reply } => {
-                let result = self.post(text).await;
+            Command::Post {
+                text,
+                received,
+                reply,
+            } => {
+                let result = self.post(text, received).await;
                 let _ = reply.send(result);
             }
-            Command::Interrupt { reply } => {
-                let id = self.interrupt().await;
+            Command::Interrupt { received, reply } => {
+                let id = self.interrupt(Some(received)).await;
                 let _ = reply.send(id);
             }
             Command::Subscribe { after, reply } => {
@@ -227,9 +237,9 @@ impl Actor {
         }
     }
 
-    async fn post(&mut self, text: String) -> Result<Posted, ActorError> {
+    async fn post(&mut self, text: String, received: Instant) -> Result<Posted, ActorError> {
         // Barge-in: the old reply ends, with its event, before the new message exists.
-        self.interrupt().await;
+        self.interrupt(None).await;
 
         let user = Message::user(text);
         self.store
@@ -277,6 +287,7 @@ impl Actor {
             index: self.messages.len() - 1,
             events: stream.events,
             checkpointed_len: 0,
+            awaiting_first: Some(received),
         });
         self.set_bot(BotState::Thinking);
         Ok(Posted {
@@ -288,12 +299,17 @@ impl Actor {
     async fn on_reply_event(&mut self, ev: Option<ReplyEvent>) {
         match ev {
             Some(ReplyEvent::Delta(text)) => {
-                let Some(index) = self.reply.as_ref().map(|r| r.index) else {
+                let Some(active) = self.reply.as_mut() else {
                     return;
                 };
                 if text.is_empty() {
                     return;
                 }
+                let index = active.index;
+                if let Some(received) = active.awaiting_first.take() {
+                    self.metrics.time_to_first_token(received.elapsed());
+                }
+                self.metrics.delta_published();
                 self.set_bot(BotState::Streaming);
                 let msg = &mut self.messages[index];
                 msg.text.push_str(&text);
@@ -304,21 +320,27 @@ impl Actor {
                 });
             }
             Some(ReplyEvent::Completed) => {
-                self.finish(Status::Complete, None).await;
+                self.finish(Status::Complete, None, None).await;
             }
             Some(ReplyEvent::Failed(error)) => {
-                self.finish(Status::Failed, Some(error)).await;
+                self.finish(Status::Failed, Some(error), None).await;
             }
             None => {
                 let error = "the provider's stream ended before the reply was finished";
-                self.finish(Status::Failed, Some(error.into())).await;
+                self.finish(Status::Failed, Some(error.into()), None).await;
             }
         }
     }
 
     /// Ends the reply in progress with `status`, publishing its last event and storing it.
-    /// Returns the reply's id, or `None` if no reply was running.
-    async fn finish(&mut self, status: Status, error: Option<String>) -> Option<String> {
+    /// Returns the reply's id, or `None` if no reply was running. `interrupt_received` is
+    /// when an interrupt command arrived, for the interrupt-latency metric.
+    async fn finish(
+        &mut self,
+        status: Status,
+        error: Option<String>,
+        interrupt_received: Option<Instant>,
+    ) -> Option<String> {
         // Dropping the stream cancels the provider's upstream work.
         let active = self.reply.take()?;
         let msg = &mut self.messages[active.index];
@@ -341,6 +363,14 @@ impl Actor {
             }),
         };
         self.log.unpin();
+        self.metrics.reply_finished(match status {
+            Status::Complete => Outcome::Completed,
+            Status::Interrupted => Outcome::Interrupted,
+            _ => Outcome::Failed,
+        });
+        if let Some(received) = interrupt_received {
+            self.metrics.interrupt_latency(received.elapsed());
+        }
         if status == Status::Interrupted {
             self.announce(PresenceFrame::interrupted(&msg.id));
         }
@@ -351,8 +381,8 @@ impl Actor {
         Some(msg.id)
     }
 
-    async fn interrupt(&mut self) -> Option<String> {
-        self.finish(Status::Interrupted, None).await
+    async fn interrupt(&mut self, received: Option<Instant>) -> Option<String> {
+        self.finish(Status::Interrupted, None, received).await
     }
 
     fn subscribe(&self, after: Option<u64>) -> Subscription {
@@ -407,7 +437,7 @@ impl Actor {
     /// Last acts: a reply in progress is interrupted and stored, the exact event-number
     /// floor is written, and every stream watching this conversation is ended.
     async fn stop(&mut self) {
-        self.interrupt().await;
+        self.interrupt(None).await;
         for who in self
             .typists
             .expire(Instant::now() + Duration::from_secs(3600))

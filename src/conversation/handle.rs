@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::events::Frame;
@@ -61,9 +62,13 @@ pub struct Presence {
 pub(crate) enum Command {
     Post {
         text: String,
+        /// When the request arrived, for the time-to-first-token metric.
+        received: Instant,
         reply: oneshot::Sender<Result<Posted, ActorError>>,
     },
     Interrupt {
+        /// When the request arrived, for the interrupt-latency metric.
+        received: Instant,
         reply: oneshot::Sender<Option<String>>,
     },
     Subscribe {
@@ -142,12 +147,20 @@ impl ConversationHandle {
     /// Posts a user message and starts the bot's reply (interrupting one in progress).
     /// Returns once the message is stored.
     pub async fn post(&self, text: String) -> Result<Posted, ActorError> {
-        self.ask(|reply| Command::Post { text, reply }).await?
+        let received = Instant::now();
+        self.ask(|reply| Command::Post {
+            text,
+            received,
+            reply,
+        })
+        .await?
     }
 
     /// Interrupts the reply in progress; returns its id, or `None` if nothing was running.
     pub async fn interrupt(&self) -> Result<Option<String>, ActorError> {
-        self.ask(|reply| Command::Interrupt { reply }).await
+        let received = Instant::now();
+        self.ask(|reply| Command::Interrupt { received, reply })
+            .await
     }
 
     /// Replay after event `after` (or live only when `None`) plus the live feed, atomically.

@@ -19,6 +19,7 @@ use super::actor::Actor;
 use super::events::ReplayLog;
 use super::handle::{ActorError, ConversationHandle};
 use crate::config::Limits;
+use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::storage::{Store, StoredConversation};
 
@@ -41,6 +42,7 @@ pub struct Registry {
     root: CancellationToken,
     tracker: TaskTracker,
     generation: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
@@ -51,6 +53,7 @@ impl Registry {
         idle_timeout: Duration,
         root: CancellationToken,
         tracker: TaskTracker,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Registry {
             live: Mutex::new(HashMap::new()),
@@ -61,6 +64,7 @@ impl Registry {
             root,
             tracker,
             generation: AtomicU64::new(0),
+            metrics,
         })
     }
 
@@ -136,7 +140,7 @@ impl Registry {
         let id: Arc<str> = stored.id.into();
         let (tx, rx) = mpsc::channel(self.limits.mailbox);
         let (events, _) = broadcast::channel(self.limits.broadcast_capacity);
-        let (presence, _) = broadcast::channel(64);
+        let (presence, _) = broadcast::channel(16);
         // Not a child of the root token: streams must outlive the shutdown signal long
         // enough to carry the actor's last events; the actor cancels it when it stops.
         let done = CancellationToken::new();
@@ -162,6 +166,7 @@ impl Registry {
             self.root.clone(),
             done.clone(),
             self.idle_timeout,
+            self.metrics.clone(),
         );
         live.insert(id.clone(), handle.clone());
         drop(live);

@@ -6,6 +6,7 @@
 mod api;
 mod auth;
 mod body;
+mod metrics;
 mod pages;
 mod sse;
 
@@ -24,6 +25,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::Config;
 use crate::conversation::Registry;
 use crate::error::AppError;
+use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::storage::Store;
 
@@ -38,6 +40,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Long-lived tasks (actors, WebSocket sessions) that shutdown waits for.
     pub tracker: TaskTracker,
+    /// Counters and gauges served at `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// All of chatwire's routes.
@@ -49,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/app.js", get(pages::app_js))
         .route("/static/app.css", get(pages::app_css))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/providers", get(api::providers))
         .route("/api/conversations", post(api::create))
         .route("/api/conversations/{id}", get(api::get))

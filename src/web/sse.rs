@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -28,6 +29,7 @@ use super::auth::authorize;
 use crate::conversation::events::Frame;
 use crate::conversation::{ConversationHandle, Subscription};
 use crate::error::AppError;
+use crate::metrics::{Metrics, OpenGuard};
 
 /// How long a browser waits before reconnecting after the stream drops.
 const RETRY_MS: u64 = 1000;
@@ -58,7 +60,7 @@ pub async fn events(
     let conv = authorize(&state, &id, &headers, false).await?;
     let after = resume_point(&headers, &query);
     let sub = conv.subscribe(after).await?;
-    let stream = EventStream::new(conv, sub, state.config.keepalive);
+    let stream = EventStream::new(conv, sub, state.config.keepalive, state.metrics.clone());
     let body = Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
         s.next_chunk().await.map(|b| (Ok::<_, Infallible>(b), s))
     }));
@@ -83,12 +85,21 @@ struct EventStream {
     done: bool,
     /// The live receiver skipped ahead; it must be replaced before it is read again.
     lagged: bool,
+    metrics: Arc<Metrics>,
+    /// Counts this stream in `chatwire_sse_streams_open` while it lives.
+    _open: OpenGuard,
 }
 
 impl EventStream {
-    fn new(conv: ConversationHandle, sub: Subscription, every: Duration) -> Self {
+    fn new(
+        conv: ConversationHandle,
+        sub: Subscription,
+        every: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let mut keepalive = tokio::time::interval_at(Instant::now() + every, every);
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        metrics.sse_events_sent(sub.backlog.len() as u64);
         let mut pending = VecDeque::with_capacity(sub.backlog.len() + 1);
         pending.push_back(Bytes::from(format!("retry: {RETRY_MS}\n\n")));
         pending.extend(sub.backlog);
@@ -102,12 +113,14 @@ impl EventStream {
             stop,
             done: false,
             lagged: false,
+            _open: metrics.sse_stream_opened(),
+            metrics,
         }
     }
 
     /// The next bytes to write, or `None` when the stream is over.
     async fn next_chunk(&mut self) -> Option<Bytes> {
-        if let Some(b) = self.pending.pop_front() {
+        if let Some(b) = self.take_pending() {
             return Some(b);
         }
         if self.done {
@@ -116,7 +129,7 @@ impl EventStream {
         loop {
             if self.lagged {
                 self.resubscribe().await?;
-                if let Some(b) = self.pending.pop_front() {
+                if let Some(b) = self.take_pending() {
                     return Some(b);
                 }
             }
@@ -140,12 +153,34 @@ impl EventStream {
         }
     }
 
+    /// The frames waiting in `pending` (a replay, or what a re-subscription caught up),
+    /// joined into one chunk of at most about `BATCH_BYTES`: one write instead of many.
+    fn take_pending(&mut self) -> Option<Bytes> {
+        let first = self.pending.pop_front()?;
+        let fits = |b: &Bytes, len: usize| len + b.len() <= BATCH_BYTES;
+        if !self.pending.front().is_some_and(|b| fits(b, first.len())) {
+            return Some(first);
+        }
+        let mut batch = BytesMut::with_capacity(BATCH_BYTES.min(first.len() * 16));
+        batch.extend_from_slice(&first);
+        while let Some(next) = self.pending.front() {
+            if !fits(next, batch.len()) {
+                break;
+            }
+            batch.extend_from_slice(next);
+            self.pending.pop_front();
+        }
+        Some(batch.freeze())
+    }
+
     /// Fell behind the live channel: pick up again after the last event sent, from the
     /// actor's replay log (or a `sync` if that is gone too). Never skip.
     async fn resubscribe(&mut self) -> Option<()> {
+        self.metrics.sse_resubscribed();
         let sub = self.conv.subscribe(Some(self.last_id)).await.ok()?;
         self.live = sub.live;
         self.last_id = sub.last_id;
+        self.metrics.sse_events_sent(sub.backlog.len() as u64);
         self.pending.extend(sub.backlog);
         self.lagged = false;
         Some(())
@@ -156,9 +191,11 @@ impl EventStream {
         let mut single: Option<Bytes> = None;
         let mut batch: Option<BytesMut> = None;
         let mut next = Some(first);
+        let mut sent = 0;
         while let Some(frame) = next.take() {
             if frame.id > self.last_id {
                 self.last_id = frame.id;
+                sent += 1;
                 match (&mut batch, single.take()) {
                     (Some(b), _) => b.extend_from_slice(&frame.bytes),
                     (None, None) => single = Some(frame.bytes),
@@ -179,6 +216,9 @@ impl EventStream {
                     Err(TryRecvError::Empty | TryRecvError::Closed) => {}
                 }
             }
+        }
+        if sent > 0 {
+            self.metrics.sse_events_sent(sent);
         }
         batch.map(BytesMut::freeze).or(single)
     }

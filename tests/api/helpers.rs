@@ -111,6 +111,22 @@ impl TestApp {
         SseClient::from_response(resp)
     }
 
+    /// `GET /metrics` (checks the Prometheus content type); the text.
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        resp.text().await.expect("text")
+    }
+
     pub async fn shutdown(&mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
@@ -219,6 +235,15 @@ fn parse_block(text: &str) -> SseItem {
         }
     }
     item
+}
+
+/// The value of one sample (`name` with its labels, exactly as written) in Prometheus text.
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
+        .parse()
+        .expect("numeric sample")
 }
 
 /// `"1 2 3 … n"`.

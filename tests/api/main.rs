@@ -4,5 +4,6 @@
 mod helpers;
 
 mod errors;
+mod metrics;
 mod pages;
 mod streaming;
