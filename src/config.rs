@@ -80,7 +80,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Events kept for resumes (at least this many; the reply in progress is always kept whole).
     pub replay_events: usize,
-    /// Slots of a conversation's live broadcast; a reader further behind re-subscribes.
+    /// Slots of a conversation's live broadcast; a reader further behind re-subscribes
+    /// from the replay log (nothing is skipped). Each slot costs ~64 bytes per live
+    /// conversation, allocated up front; 128 covers one actor turn of a flat-out reply
+    /// (tokio's cooperative budget), so fast readers rarely need to re-subscribe.
     pub broadcast_capacity: usize,
     /// Commands waiting for one conversation actor.
     pub mailbox: usize,
@@ -92,7 +95,7 @@ impl Default for Limits {
             max_message_bytes: 16 * 1024,
             max_body_bytes: 64 * 1024,
             replay_events: 1000,
-            broadcast_capacity: 512,
+            broadcast_capacity: 128,
             mailbox: 256,
         }
     }

@@ -107,7 +107,8 @@ pub enum Replay {
 impl ReplayLog {
     pub fn new(min_keep: usize) -> Self {
         ReplayLog {
-            frames: VecDeque::with_capacity(min_keep.min(1024)),
+            // Grows with use: an idle conversation should not hold 1,000 empty slots.
+            frames: VecDeque::new(),
             min_keep,
             pinned_from: None,
         }
