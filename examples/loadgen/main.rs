@@ -1,0 +1,272 @@
+//! `loadgen`: chatwire's load generator and benchmark.
+//!
+//! `cargo build --release && cargo run --release --example loadgen` starts
+//! `target/release/chatwire` (and then this tool's own bare-axum "floor" server) as child
+//! processes pinned to core 0, pins itself to core 1, drives each server only through its
+//! public HTTP/SSE/WebSocket interface, reads the server's CPU time and memory from
+//! `/proc/PID`, and prints a Markdown table of every figure beside the floor's and their
+//! ratio. Every scenario is bounded in count and time; everything runs on 127.0.0.x.
+//!
+//! Scenarios: (a) idle SSE streams, (b) idle WebSockets, (c) paced streaming
+//! (1,000 streams × 50 deltas/s), (d) flat out, (e) interrupts with 1,000 streams active.
+//! `loadgen floor --addr A` is the floor server itself (see `floor.rs`).
+
+mod client;
+mod floor;
+mod interrupts;
+mod procs;
+mod report;
+mod scenarios;
+mod stats;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::procs::{Kind, ServerProc, SpawnOptions};
+use crate::report::Results;
+
+#[derive(Parser)]
+#[command(
+    name = "loadgen",
+    about = "Benchmarks chatwire against a bare-axum floor server on loopback.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    sub: Option<Sub>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Sub {
+    /// Runs the floor server (the load generator starts it by itself).
+    Floor {
+        #[arg(long)]
+        addr: SocketAddr,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    /// The chatwire binary to measure.
+    #[arg(long, default_value = "target/release/chatwire")]
+    server: PathBuf,
+    /// Scenarios to run (comma-separated): idle-sse, idle-ws, paced, flat, interrupts.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "idle-sse,idle-ws,paced,flat,interrupts"
+    )]
+    only: Vec<String>,
+    /// (a) Idle SSE streams to open.
+    #[arg(long, default_value_t = 15_000)]
+    idle_sse: usize,
+    /// (b) Idle WebSockets to open.
+    #[arg(long, default_value_t = 5_000)]
+    idle_ws: usize,
+    /// (c) Streams in the paced scenario.
+    #[arg(long, default_value_t = 1_000)]
+    paced_streams: usize,
+    /// (c) Length of each paced reply, in seconds.
+    #[arg(long, default_value_t = 15)]
+    paced_secs: u64,
+    /// (c, e) Pause between deltas (`--offline-delay-ms` of the server).
+    #[arg(long, default_value_t = 20)]
+    delay_ms: u64,
+    /// (d) Streams in the flat-out scenario.
+    #[arg(long, default_value_t = 200)]
+    flat_streams: usize,
+    /// (d) Deltas per flat-out reply.
+    #[arg(long, default_value_t = 5_000)]
+    flat_words: u32,
+    /// (e) Streams active while interrupts are timed.
+    #[arg(long, default_value_t = 1_000)]
+    interrupt_streams: usize,
+    /// (e) Interrupts to time.
+    #[arg(long, default_value_t = 400)]
+    interrupts: usize,
+    /// Do not pin the server and the load generator to different cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Measure chatwire only.
+    #[arg(long)]
+    skip_floor: bool,
+    /// Extra option for the chatwire server (repeatable), e.g. `--server-arg=--foo=1`.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+    /// Also write the Markdown report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where the servers' logs go.
+    #[arg(long, default_value = "target/bench")]
+    log_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Sub::Floor { addr }) = cli.sub {
+        // Served like chatwire: tokio's multi-threaded runtime, one worker per usable core.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build();
+        return match rt.map(|rt| rt.block_on(floor::serve(addr))) {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) | Err(e) => {
+                eprintln!("floor: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = cli.run;
+    if !args.server.exists() {
+        eprintln!(
+            "loadgen: {} not found; build it first: cargo build --release",
+            args.server.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let fds = procs::raise_fd_limit();
+    let pin = !args.no_pin && procs::cores() >= 2;
+    if pin && !procs::pin_to_core(1) {
+        eprintln!("loadgen: cannot pin myself to core 1; running unpinned");
+    }
+    // One thread on its own core: cheaper than a work-stealing pool for a client.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let results = rt.block_on(run(args.clone(), pin, fds));
+    let text = report::markdown(&results);
+    println!("{text}");
+    if let Some(path) = &args.out
+        && let Err(e) = std::fs::write(path, &text)
+    {
+        eprintln!("loadgen: cannot write {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn wants(args: &RunArgs, name: &str) -> bool {
+    args.only.iter().any(|s| s == name)
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("[loadgen] {}", msg.as_ref());
+}
+
+async fn run(args: RunArgs, pin: bool, fds: u64) -> Results {
+    let mut r = Results::new(&args, pin, fds);
+    let kinds: &[Kind] = if args.skip_floor {
+        &[Kind::Chatwire]
+    } else {
+        &[Kind::Chatwire, Kind::Floor]
+    };
+    // Each side needs one descriptor per connection, plus some slack.
+    let idle_sse = args.idle_sse.min(fds.saturating_sub(500) as usize);
+    let idle_ws = args.idle_ws.min(fds.saturating_sub(500) as usize);
+    if idle_sse < args.idle_sse {
+        log(format!(
+            "only {fds} file descriptors: idle SSE capped at {idle_sse}"
+        ));
+    }
+    let paced_words = (args.paced_secs * 1000 / args.delay_ms.max(1)) as u32;
+    for &kind in kinds {
+        let name = kind.name();
+        if wants(&args, "idle-sse") {
+            log(format!("(a) {name}: {idle_sse} idle SSE streams"));
+            let res = with_server(&args, kind, pin, args.delay_ms, "idle-sse", |s| {
+                Box::pin(async move { scenarios::idle_sse(s, idle_sse).await })
+            })
+            .await;
+            r.idle_sse.set(kind, res);
+        }
+        if wants(&args, "idle-ws") {
+            log(format!("(b) {name}: {idle_ws} idle WebSockets"));
+            let res = with_server(&args, kind, pin, args.delay_ms, "idle-ws", |s| {
+                Box::pin(async move { scenarios::idle_ws(s, idle_ws).await })
+            })
+            .await;
+            r.idle_ws.set(kind, res);
+        }
+        if wants(&args, "paced") {
+            let (n, d) = (args.paced_streams, args.delay_ms);
+            log(format!(
+                "(c) {name}: {n} streams x {paced_words} deltas, {d} ms apart"
+            ));
+            let res = with_server(&args, kind, pin, d, "paced", |s| {
+                Box::pin(async move { scenarios::streaming(s, n, paced_words, d).await })
+            })
+            .await;
+            r.paced.set(kind, res);
+        }
+        if wants(&args, "flat") {
+            let (n, w) = (args.flat_streams, args.flat_words);
+            log(format!("(d) {name}: {n} streams x {w} deltas, flat out"));
+            let res = with_server(&args, kind, pin, 0, "flat", |s| {
+                Box::pin(async move { scenarios::streaming(s, n, w, 0).await })
+            })
+            .await;
+            r.flat.set(kind, res);
+        }
+        if wants(&args, "interrupts") {
+            let (n, k, d) = (args.interrupt_streams, args.interrupts, args.delay_ms);
+            log(format!(
+                "(e) {name}: {k} interrupts with {n} streams active"
+            ));
+            let res = with_server(&args, kind, pin, d, "interrupts", |s| {
+                Box::pin(async move { interrupts::interrupts(s, n, k, d).await })
+            })
+            .await;
+            r.interrupts.set(kind, res);
+        }
+    }
+    r.finish();
+    r
+}
+
+type Scenario<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<T>> + 'a>>;
+
+/// Starts a fresh server, runs one scenario against it (bounded), stops the server.
+async fn with_server<T>(
+    args: &RunArgs,
+    kind: Kind,
+    pin: bool,
+    delay_ms: u64,
+    label: &str,
+    scenario: impl for<'a> FnOnce(&'a ServerProc) -> Scenario<'a, T>,
+) -> Result<T, String> {
+    let opts = SpawnOptions {
+        chatwire: &args.server,
+        delay_ms,
+        extra_args: &args.server_args,
+        pin_core: pin.then_some(0),
+        log_dir: &args.log_dir,
+        label,
+    };
+    let server = ServerProc::start(kind, &opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = tokio::time::timeout(Duration::from_secs(240), scenario(&server)).await;
+    server.stop(Duration::from_secs(15)).await;
+    match result {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            log(format!("{label} on {}: {e}", kind.name()));
+            Err(e.to_string())
+        }
+        Err(_) => Err("timed out".into()),
+    }
+}
