@@ -31,6 +31,8 @@ pub(crate) const EVENT_ID_BLOCK: u64 = 10_000;
 struct ActiveReply {
     /// Index of the reply in `messages`.
     index: usize,
+    /// Its id, shared with every delta event without a copy per token.
+    id: Arc<str>,
     events: BoxStream<'static, ReplyEvent>,
     checkpointed_len: usize,
     /// When the user's message arrived; taken (once) by the first delta, for the metric.
@@ -112,11 +114,15 @@ impl Actor {
         self.recover().await;
         let mut checkpoint = tokio::time::interval(CHECKPOINT_EVERY);
         checkpoint.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // One shutdown future for the whole loop: making a new one each turn (that is,
+        // each token) takes the token's lock and joins and leaves its waiter list.
+        let shutdown = self.shutdown.clone().cancelled_owned();
+        tokio::pin!(shutdown);
         loop {
             let typing_expiry = self.typists.next_expiry();
             tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => break,
+                _ = &mut shutdown => break,
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd).await,
                     None => break,
@@ -285,6 +291,7 @@ impl Actor {
         });
         self.reply = Some(ActiveReply {
             index: self.messages.len() - 1,
+            id: reply_id.as_str().into(),
             events: stream.events,
             checkpointed_len: 0,
             awaiting_first: Some(received),
@@ -305,7 +312,7 @@ impl Actor {
                 if text.is_empty() {
                     return;
                 }
-                let index = active.index;
+                let (index, reply_id) = (active.index, active.id.clone());
                 if let Some(received) = active.awaiting_first.take() {
                     self.metrics.time_to_first_token(received.elapsed());
                 }
@@ -313,7 +320,6 @@ impl Actor {
                 self.set_bot(BotState::Streaming);
                 let msg = &mut self.messages[index];
                 msg.text.push_str(&text);
-                let reply_id = msg.id.clone();
                 self.publish(Event::ReplyDelta {
                     reply_id: &reply_id,
                     text: &text,
