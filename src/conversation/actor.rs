@@ -115,14 +115,16 @@ impl Actor {
         let mut checkpoint = tokio::time::interval(CHECKPOINT_EVERY);
         checkpoint.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // One shutdown future for the whole loop: making a new one each turn (that is,
-        // each token) takes the token's lock and joins and leaves its waiter list.
+        // each token) takes the token's lock and joins and leaves its waiter list. It is
+        // polled last, so only on turns where nothing else was ready (every poll of it
+        // takes that lock); commands and reply events take their cooperative budget, so
+        // a busy actor still gets there within one budget's worth of work.
         let shutdown = self.shutdown.clone().cancelled_owned();
         tokio::pin!(shutdown);
         loop {
             let typing_expiry = self.typists.next_expiry();
             tokio::select! {
                 biased;
-                _ = &mut shutdown => break,
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd).await,
                     None => break,
@@ -141,6 +143,7 @@ impl Actor {
                     }
                     self.last_active = Instant::now();
                 }
+                _ = &mut shutdown => break,
             }
         }
         self.stop().await;

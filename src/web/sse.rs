@@ -6,11 +6,12 @@
 //! the same bytes for every subscriber, encoded once by the actor. Frames that are already
 //! waiting are written together. A reader that falls behind the live channel re-subscribes
 //! from the last event it was sent, so it never skips one. The stream ends when the
-//! conversation's actor stops or the server shuts down.
+//! conversation's actor stops (also at shutdown): its live channel closes once every frame
+//! the actor published, its last events included, has been read — so no stop signal needs
+//! polling for each frame.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,6 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::AppState;
 use super::auth::authorize;
@@ -81,7 +81,6 @@ struct EventStream {
     live: tokio::sync::broadcast::Receiver<Frame>,
     last_id: u64,
     keepalive: Interval,
-    stop: Pin<Box<WaitForCancellationFutureOwned>>,
     done: bool,
     /// The live receiver skipped ahead; it must be replaced before it is read again.
     lagged: bool,
@@ -103,14 +102,12 @@ impl EventStream {
         let mut pending = VecDeque::with_capacity(sub.backlog.len() + 1);
         pending.push_back(Bytes::from(format!("retry: {RETRY_MS}\n\n")));
         pending.extend(sub.backlog);
-        let stop = Box::pin(conv.cancelled().cancelled_owned());
         EventStream {
             conv,
             pending,
             live: sub.live,
             last_id: sub.last_id,
             keepalive,
-            stop,
             done: false,
             lagged: false,
             _open: metrics.sse_stream_opened(),
@@ -135,10 +132,6 @@ impl EventStream {
             }
             tokio::select! {
                 biased;
-                _ = &mut self.stop => {
-                    self.done = true;
-                    return Some(Bytes::from_static(b": server closing this stream; reconnect\n\n"));
-                }
                 r = self.live.recv() => match r {
                     Ok(frame) => {
                         if let Some(chunk) = self.gather(frame) {
@@ -146,7 +139,11 @@ impl EventStream {
                         }
                     }
                     Err(RecvError::Lagged(_)) => self.lagged = true,
-                    Err(RecvError::Closed) => return None,
+                    // The actor stopped (idle, shutdown or panic), after its last event.
+                    Err(RecvError::Closed) => {
+                        self.done = true;
+                        return Some(Bytes::from_static(b": server closing this stream; reconnect\n\n"));
+                    }
                 },
                 _ = self.keepalive.tick() => return Some(Bytes::from_static(b": keep-alive\n\n")),
             }
