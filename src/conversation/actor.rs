@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use tokio::sync::{broadcast, mpsc};
-use tokio::time::{Instant, MissedTickBehavior, sleep_until};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, Frame, Replay, ReplayLog};
@@ -23,7 +23,7 @@ use crate::metrics::{Metrics, Outcome};
 use crate::providers::{Provider, ReplyEvent, ReplyRequest, Turn};
 use crate::storage::Store;
 
-/// How often the text of a streaming reply is stored.
+/// How often (at most) the text of a streaming reply is stored while it grows.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Event numbers are reserved in storage this many at a time (see `event_id_floor`).
 pub(crate) const EVENT_ID_BLOCK: u64 = 10_000;
@@ -35,6 +35,8 @@ struct ActiveReply {
     id: Arc<str>,
     events: BoxStream<'static, ReplyEvent>,
     checkpointed_len: usize,
+    /// The first delta from this moment on stores the text (see `checkpoint`).
+    next_checkpoint: Instant,
     /// When the user's message arrived; taken (once) by the first delta, for the metric.
     awaiting_first: Option<Instant>,
 }
@@ -112,8 +114,6 @@ impl Actor {
     /// Runs until the server shuts down or the conversation has been idle long enough.
     pub(crate) async fn run(mut self) {
         self.recover().await;
-        let mut checkpoint = tokio::time::interval(CHECKPOINT_EVERY);
-        checkpoint.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // One shutdown future for the whole loop: making a new one each turn (that is,
         // each token) takes the token's lock and joins and leaves its waiter list. It is
         // polled last, so only on turns where nothing else was ready (every poll of it
@@ -130,7 +130,6 @@ impl Actor {
                     None => break,
                 },
                 ev = next_reply_event(&mut self.reply) => self.on_reply_event(ev).await,
-                _ = checkpoint.tick(), if self.reply.is_some() => self.checkpoint(),
                 _ = sleep_until(typing_expiry.unwrap_or_else(Instant::now)), if typing_expiry.is_some() => {
                     for who in self.typists.expire(Instant::now()) {
                         self.announce(PresenceFrame::typing(&who, false));
@@ -297,6 +296,7 @@ impl Actor {
             id: reply_id.as_str().into(),
             events: stream.events,
             checkpointed_len: 0,
+            next_checkpoint: Instant::now() + CHECKPOINT_EVERY,
             awaiting_first: Some(received),
         });
         self.set_bot(BotState::Thinking);
@@ -316,6 +316,7 @@ impl Actor {
                     return;
                 }
                 let (index, reply_id) = (active.index, active.id.clone());
+                let checkpoint_due = active.next_checkpoint <= Instant::now();
                 if let Some(received) = active.awaiting_first.take() {
                     self.metrics.time_to_first_token(received.elapsed());
                 }
@@ -327,6 +328,9 @@ impl Actor {
                     reply_id: &reply_id,
                     text: &text,
                 });
+                if checkpoint_due {
+                    self.checkpoint();
+                }
             }
             Some(ReplyEvent::Completed) => {
                 self.finish(Status::Complete, None, None).await;
@@ -425,11 +429,14 @@ impl Actor {
         }
     }
 
-    /// Stores the streaming reply's text if it grew; the write runs beside the actor.
+    /// Stores the streaming reply's text; the write runs beside the actor. Called by the
+    /// first delta at least `CHECKPOINT_EVERY` after the last checkpoint: the text only
+    /// changes with a delta, so a timer (polled on every turn of the loop) is not needed.
     fn checkpoint(&mut self) {
         let Some(active) = self.reply.as_mut() else {
             return;
         };
+        active.next_checkpoint = Instant::now() + CHECKPOINT_EVERY;
         let msg = &self.messages[active.index];
         if msg.text.len() == active.checkpointed_len {
             return;
