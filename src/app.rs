@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -97,6 +98,13 @@ impl Server {
 
 async fn serve(listener: TcpListener, state: AppState) {
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // Each SSE frame is its own small write; without TCP_NODELAY, Nagle's algorithm can
+    // hold one back until the client acknowledges the previous one (which it may delay).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let token = state.shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
     let grace = state.config.shutdown_timeout;
