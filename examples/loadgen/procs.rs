@@ -60,6 +60,8 @@ pub struct Sample {
     /// Time its threads spent runnable but waiting for a CPU, seconds (from
     /// `/proc/PID/task/*/schedstat`): how much other work on the core delayed it.
     pub cpu_wait: f64,
+    /// Read and write system calls so far (`syscr`, `syscw` of `/proc/PID/io`).
+    pub syscalls: (u64, u64),
 }
 
 fn clock_ticks() -> f64 {
@@ -92,7 +94,19 @@ pub fn sample(pid: u32) -> io::Result<Sample> {
         cpu,
         rss_kb,
         cpu_wait: run_queue_wait(pid),
+        syscalls: io_syscalls(pid),
     })
+}
+
+fn io_syscalls(pid: u32) -> (u64, u64) {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("syscr:"), field("syscw:"))
 }
 
 /// Sum over the process's threads of the run-queue wait in `schedstat` (field 2, ns).

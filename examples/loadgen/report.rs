@@ -446,6 +446,15 @@ pub fn markdown(r: &Results) -> String {
         notes.push(format!("- (e) chatwire interrupts sent with {}", i.via));
     }
     for (name, pair) in [("(c)", &r.paced), ("(d)", &r.flat)] {
+        for (who, s) in [("chatwire", pair.cw()), ("floor", pair.fl())] {
+            if let Some(s) = s.filter(|s| s.deltas > 0) {
+                notes.push(format!(
+                    "- {name} {who}: per delivered delta {:.2} read and {:.2} write system calls",
+                    s.syscalls.0 as f64 / s.deltas as f64,
+                    s.syscalls.1 as f64 / s.deltas as f64
+                ));
+            }
+        }
         if let Some(s) = pair.cw() {
             notes.push(format!(
                 "- {name} chatwire window {:.1} s, server CPU {:.2} s, lateness max {}; {}",

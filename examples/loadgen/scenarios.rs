@@ -407,6 +407,7 @@ async fn finish_streaming(
         secs: millis(s1.at - s0.at) / 1e3,
         cpu_secs: s1.cpu - s0.cpu,
         cpu_wait_secs: s1.cpu_wait - s0.cpu_wait,
+        syscalls: (s1.syscalls.0 - s0.syscalls.0, s1.syscalls.1 - s0.syscalls.1),
         ..Streaming::default()
     };
     let mut lateness = Vec::new();

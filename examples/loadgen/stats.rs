@@ -72,6 +72,8 @@ pub struct Streaming {
     pub cpu_wait_secs: f64,
     pub lateness: Dist,
     pub first_delta: Dist,
+    /// Server read and write system calls during the window.
+    pub syscalls: (u64, u64),
     /// chatwire's own counters after the run (from `/metrics`).
     pub server_counters: String,
 }
