@@ -7,6 +7,7 @@
 //! one" and "subscribe = replay + live with no gap" hold by construction.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -16,7 +17,7 @@ use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, Frame, Replay, ReplayLog};
-use super::handle::{ActorError, Command, Posted, Presence, Snapshot, Subscription};
+use super::handle::{ActorError, Command, Posted, Presence, Shared, Snapshot, Subscription};
 use super::message::{Message, Status};
 use super::presence::{BotState, PresenceFrame, Typists};
 use crate::providers::{Provider, ReplyEvent, ReplyRequest, Turn};
@@ -24,6 +25,9 @@ use crate::storage::Store;
 
 /// How often the text of a streaming reply is stored.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Most frames one subscription hands over at once: a reader far behind takes its replay
+/// a page at a time, so what it holds does not grow with the length of the reply.
+const REPLAY_PAGE: usize = 1024;
 /// Event numbers are reserved in storage this many at a time (see `event_id_floor`).
 pub(crate) const EVENT_ID_BLOCK: u64 = 10_000;
 
@@ -35,25 +39,54 @@ struct ActiveReply {
 }
 
 pub(crate) struct Actor {
+    id: Arc<str>,
+    provider: Arc<dyn Provider>,
+    store: Store,
+    messages: Vec<Message>,
+    next_id: u64,
+    reserved_until: u64,
+    /// A new block of event numbers must be reserved before long.
+    reserve_needed: bool,
+    log: ReplayLog,
+    /// The highest event number already in storage's `events` table.
+    stored_upto: u64,
+    replay_events: usize,
+    events: broadcast::Sender<Frame>,
+    presence: broadcast::Sender<PresenceFrame>,
+    rx: mpsc::Receiver<Command>,
+    /// The server's shutdown signal.
+    shutdown: CancellationToken,
+    /// Cancelled by this actor when it stops, after its last event and write: streams
+    /// watch it, and a successor actor waits for it.
+    done: CancellationToken,
+    idle_timeout: Duration,
+    shared: Arc<Shared>,
+    /// Asks the registry whether this idle actor may stop (see `Registry::try_retire`).
+    may_retire: Box<dyn Fn() -> bool + Send>,
+    bot: BotState,
+    typists: Typists,
+    reply: Option<ActiveReply>,
+    last_active: Instant,
+}
+
+/// Everything an actor starts with (built by the registry).
+pub(crate) struct ActorParts {
     pub(crate) id: Arc<str>,
     pub(crate) provider: Arc<dyn Provider>,
     pub(crate) store: Store,
     pub(crate) messages: Vec<Message>,
     pub(crate) next_id: u64,
-    pub(crate) reserved_until: u64,
     pub(crate) log: ReplayLog,
+    pub(crate) stored_upto: u64,
+    pub(crate) replay_events: usize,
     pub(crate) events: broadcast::Sender<Frame>,
     pub(crate) presence: broadcast::Sender<PresenceFrame>,
     pub(crate) rx: mpsc::Receiver<Command>,
-    /// The server's shutdown signal.
     pub(crate) shutdown: CancellationToken,
-    /// Cancelled by this actor when it stops, after its last event: streams watch it.
     pub(crate) done: CancellationToken,
     pub(crate) idle_timeout: Duration,
-    pub(crate) bot: BotState,
-    pub(crate) typists: Typists,
-    reply: Option<ActiveReply>,
-    last_active: Instant,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) may_retire: Box<dyn Fn() -> bool + Send>,
 }
 
 /// The next event of the reply in progress; pending forever when there is none.
@@ -64,36 +97,33 @@ async fn next_reply_event(reply: &mut Option<ActiveReply>) -> Option<ReplyEvent>
     }
 }
 
+/// Whether the actor's loop goes on after a command.
+enum Flow {
+    Continue,
+    Stop,
+}
+
 impl Actor {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        id: Arc<str>,
-        provider: Arc<dyn Provider>,
-        store: Store,
-        messages: Vec<Message>,
-        next_id: u64,
-        log: ReplayLog,
-        events: broadcast::Sender<Frame>,
-        presence: broadcast::Sender<PresenceFrame>,
-        rx: mpsc::Receiver<Command>,
-        shutdown: CancellationToken,
-        done: CancellationToken,
-        idle_timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(p: ActorParts) -> Self {
         Actor {
-            id,
-            provider,
-            store,
-            messages,
-            next_id,
-            reserved_until: next_id,
-            log,
-            events,
-            presence,
-            rx,
-            shutdown,
-            done,
-            idle_timeout,
+            id: p.id,
+            provider: p.provider,
+            store: p.store,
+            messages: p.messages,
+            next_id: p.next_id,
+            reserved_until: p.next_id,
+            reserve_needed: false,
+            log: p.log,
+            stored_upto: p.stored_upto,
+            replay_events: p.replay_events,
+            events: p.events,
+            presence: p.presence,
+            rx: p.rx,
+            shutdown: p.shutdown,
+            done: p.done,
+            idle_timeout: p.idle_timeout,
+            shared: p.shared,
+            may_retire: p.may_retire,
             bot: BotState::Idle,
             typists: Typists::default(),
             reply: None,
@@ -101,7 +131,8 @@ impl Actor {
         }
     }
 
-    /// Runs until the server shuts down or the conversation has been idle long enough.
+    /// Runs until the server shuts down, the registry retires it, or the conversation has
+    /// been idle long enough.
     pub(crate) async fn run(mut self) {
         self.recover().await;
         let mut checkpoint = tokio::time::interval(CHECKPOINT_EVERY);
@@ -112,7 +143,11 @@ impl Actor {
                 biased;
                 _ = self.shutdown.cancelled() => break,
                 cmd = self.rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd).await,
+                    Some(cmd) => {
+                        if let Flow::Stop = self.handle(cmd).await {
+                            break;
+                        }
+                    }
                     None => break,
                 },
                 ev = next_reply_event(&mut self.reply) => self.on_reply_event(ev).await,
@@ -123,15 +158,36 @@ impl Actor {
                     }
                 }
                 _ = sleep_until(self.last_active + self.idle_timeout), if self.reply.is_none() => {
-                    if self.events.receiver_count() == 0 && self.presence.receiver_count() == 0 {
+                    if self.events.receiver_count() == 0
+                        && self.presence.receiver_count() == 0
+                        && (self.may_retire)()
+                    {
                         tracing::debug!(conversation = %self.id, "idle; stopping");
                         break;
                     }
                     self.last_active = Instant::now();
                 }
             }
+            if self.reserve_needed {
+                self.reserve_event_ids().await;
+            }
         }
         self.stop().await;
+    }
+
+    /// Reserves the next block of event numbers in storage, so that even after a crash a
+    /// new actor never hands out a number this one may have used. Awaited in the actor's
+    /// turn (it is needed once every few thousand events), so these writes stay in order.
+    async fn reserve_event_ids(&mut self) {
+        self.reserve_needed = false;
+        self.reserved_until = self.next_id + EVENT_ID_BLOCK;
+        if let Err(e) = self
+            .store
+            .reserve_event_ids(&self.id, self.reserved_until)
+            .await
+        {
+            tracing::warn!(conversation = %self.id, error = %e, "cannot reserve event ids");
+        }
     }
 
     /// Prepares a conversation loaded from storage: a reply left streaming by a previous
@@ -143,22 +199,15 @@ impl Actor {
             .filter(|m| m.status == Status::Streaming)
         {
             m.status = Status::Failed;
-            m.error = Some("the reply was cut off by a server restart".into());
+            m.error = Some("the reply was cut off when its conversation restarted".into());
             if let Err(e) = self.store.update_message(m).await {
                 tracing::warn!(conversation = %self.id, error = %e, "cannot mark abandoned reply");
             }
         }
-        self.reserved_until = self.next_id + EVENT_ID_BLOCK;
-        if let Err(e) = self
-            .store
-            .set_event_id_floor(&self.id, self.reserved_until)
-            .await
-        {
-            tracing::warn!(conversation = %self.id, error = %e, "cannot reserve event ids");
-        }
+        self.reserve_event_ids().await;
     }
 
-    async fn handle(&mut self, cmd: Command) {
+    async fn handle(&mut self, cmd: Command) -> Flow {
         self.last_active = Instant::now();
         match cmd {
             Command::Post { text, reply } => {
@@ -189,7 +238,9 @@ impl Actor {
                     self.announce(PresenceFrame::typing(&participant, active));
                 }
             }
+            Command::Retire => return Flow::Stop,
         }
+        Flow::Continue
     }
 
     fn last_event_id(&self) -> u64 {
@@ -204,14 +255,9 @@ impl Actor {
         self.log.push(frame.clone());
         // No receivers is fine: the log keeps the event for whoever comes later.
         let _ = self.events.send(frame);
+        // Half a block of slack: the reservation is written within this turn of the loop.
         if self.next_id + EVENT_ID_BLOCK / 2 >= self.reserved_until {
-            self.reserved_until = self.next_id + EVENT_ID_BLOCK;
-            let (store, conv, floor) = (self.store.clone(), self.id.clone(), self.reserved_until);
-            tokio::spawn(async move {
-                if let Err(e) = store.set_event_id_floor(&conv, floor).await {
-                    tracing::warn!(conversation = %conv, error = %e, "cannot reserve event ids");
-                }
-            });
+            self.reserve_needed = true;
         }
         id
     }
@@ -268,6 +314,7 @@ impl Actor {
         });
         self.log.pin_from(started);
         self.messages.push(reply);
+        self.shared.replying.store(true, Ordering::Release);
         let stream = self.provider.start(ReplyRequest {
             conversation_id: self.id.to_string(),
             reply_id: reply_id.clone(),
@@ -341,6 +388,7 @@ impl Actor {
             }),
         };
         self.log.unpin();
+        self.shared.replying.store(false, Ordering::Release);
         if status == Status::Interrupted {
             self.announce(PresenceFrame::interrupted(&msg.id));
         }
@@ -358,22 +406,37 @@ impl Actor {
     fn subscribe(&self, after: Option<u64>) -> Subscription {
         let live = self.events.subscribe();
         let last = self.last_event_id();
-        let backlog = match after.map(|n| self.log.after(n, last)) {
-            None => Vec::new(),
-            Some(Replay::Frames(frames)) => frames,
-            Some(Replay::Snapshot) => vec![
-                Event::Sync {
-                    messages: &self.messages,
-                    last_event_id: last,
-                }
-                .encode(last)
-                .bytes,
-            ],
+        let replay = match after {
+            None => Replay::Frames {
+                frames: Vec::new(),
+                more: false,
+            },
+            Some(n) => self.log.after(n, last, REPLAY_PAGE),
         };
-        Subscription {
-            backlog,
-            last_id: last,
-            live,
+        match replay {
+            Replay::Frames { frames, more } => Subscription {
+                last_id: if more {
+                    frames.last().map_or(last, |f| f.id)
+                } else {
+                    last
+                },
+                backlog: frames.into_iter().map(|f| f.bytes).collect(),
+                more,
+                live,
+            },
+            Replay::Snapshot => Subscription {
+                backlog: vec![
+                    Event::Sync {
+                        messages: &self.messages,
+                        last_event_id: last,
+                    }
+                    .encode(last)
+                    .bytes,
+                ],
+                last_id: last,
+                more: false,
+                live,
+            },
         }
     }
 
@@ -404,8 +467,9 @@ impl Actor {
         });
     }
 
-    /// Last acts: a reply in progress is interrupted and stored, the exact event-number
-    /// floor is written, and every stream watching this conversation is ended.
+    /// Last acts: a reply in progress is interrupted and stored, the replay window and
+    /// the exact event-number floor are written, and every stream watching this
+    /// conversation is ended.
     async fn stop(&mut self) {
         self.interrupt().await;
         for who in self
@@ -414,9 +478,33 @@ impl Actor {
         {
             self.announce(PresenceFrame::typing(&who, false));
         }
+        self.save_events().await;
         if let Err(e) = self.store.set_event_id_floor(&self.id, self.next_id).await {
             tracing::warn!(conversation = %self.id, error = %e, "cannot store event-id floor");
         }
         self.done.cancel();
+    }
+
+    /// Writes the frames of the replay window that storage does not have yet, and forgets
+    /// older ones there. If this fails the stored events no longer end at the floor, and
+    /// the next actor ignores them (a resume gets a `sync`): never a wrong replay.
+    async fn save_events(&mut self) {
+        let last = self.last_event_id();
+        let keep_from = (last + 1).saturating_sub(self.replay_events as u64);
+        let new: Vec<(u64, &[u8])> = self
+            .log
+            .frames()
+            .filter(|f| f.id > self.stored_upto && f.id >= keep_from)
+            .map(|f| (f.id, &f.bytes[..]))
+            .collect();
+        if new.is_empty() && self.stored_upto == last {
+            return;
+        }
+        match self.store.save_events(&self.id, &new, keep_from).await {
+            Ok(()) => self.stored_upto = last,
+            Err(e) => {
+                tracing::warn!(conversation = %self.id, error = %e, "cannot store recent events")
+            }
+        }
     }
 }

@@ -98,8 +98,9 @@ pub struct ReplayLog {
 /// What a subscriber after event `n` must be sent first.
 #[derive(Debug)]
 pub enum Replay {
-    /// These frames (possibly none), then live events.
-    Frames(Vec<Bytes>),
+    /// These frames (possibly none), then live events — or, when `more`, the frames
+    /// after the last of these (they did not fit in one page).
+    Frames { frames: Vec<Frame>, more: bool },
     /// `n` is older than the window or unknown: send a snapshot first.
     Snapshot,
 }
@@ -131,10 +132,13 @@ impl ReplayLog {
     }
 
     /// What a client that has seen everything up to `after` needs, when `last` is the
-    /// newest event number published.
-    pub fn after(&self, after: u64, last: u64) -> Replay {
+    /// newest event number published: at most `page` frames at a time.
+    pub fn after(&self, after: u64, last: u64, page: usize) -> Replay {
         if after == last {
-            return Replay::Frames(Vec::new());
+            return Replay::Frames {
+                frames: Vec::new(),
+                more: false,
+            };
         }
         if after > last {
             return Replay::Snapshot;
@@ -146,13 +150,11 @@ impl ReplayLog {
             return Replay::Snapshot;
         }
         let skip = (after + 1 - first) as usize;
-        Replay::Frames(
-            self.frames
-                .iter()
-                .skip(skip)
-                .map(|f| f.bytes.clone())
-                .collect(),
-        )
+        let available = self.frames.len().saturating_sub(skip);
+        Replay::Frames {
+            frames: self.frames.iter().skip(skip).take(page).cloned().collect(),
+            more: available > page,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -161,6 +163,11 @@ impl ReplayLog {
 
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
+    }
+
+    /// The frames held, oldest first.
+    pub fn frames(&self) -> impl Iterator<Item = &Frame> {
+        self.frames.iter()
     }
 }
 
@@ -196,11 +203,17 @@ mod tests {
             log.push(delta(id));
         }
         assert_eq!(log.len(), 3); // 3, 4, 5
-        assert!(matches!(log.after(5, 5), Replay::Frames(v) if v.is_empty()));
-        assert!(matches!(log.after(2, 5), Replay::Frames(v) if v.len() == 3));
-        assert!(matches!(log.after(4, 5), Replay::Frames(v) if v.len() == 1));
-        assert!(matches!(log.after(1, 5), Replay::Snapshot));
-        assert!(matches!(log.after(9, 5), Replay::Snapshot));
+        let n = |r: Replay| match r {
+            Replay::Frames { frames, more } => Some((frames.len(), more)),
+            Replay::Snapshot => None,
+        };
+        assert_eq!(n(log.after(5, 5, 10)), Some((0, false)));
+        assert_eq!(n(log.after(2, 5, 10)), Some((3, false)));
+        assert_eq!(n(log.after(4, 5, 10)), Some((1, false)));
+        assert_eq!(n(log.after(2, 5, 2)), Some((2, true)), "paged");
+        assert_eq!(n(log.after(3, 5, 2)), Some((2, false)));
+        assert_eq!(n(log.after(1, 5, 10)), None);
+        assert_eq!(n(log.after(9, 5, 10)), None);
     }
 
     #[test]
@@ -211,7 +224,7 @@ mod tests {
             log.push(delta(id));
         }
         assert_eq!(log.len(), 9); // 2..=10
-        assert!(matches!(log.after(1, 10), Replay::Frames(v) if v.len() == 9));
+        assert!(matches!(log.after(1, 10, 100), Replay::Frames { frames, .. } if frames.len() == 9));
         log.unpin();
         log.push(delta(11));
         assert_eq!(log.len(), 2);
