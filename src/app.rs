@@ -46,7 +46,8 @@ impl Server {
             &ProviderContext {
                 offline_delay: config.offline_delay,
             },
-        )?;
+        )?
+        .with_extra(&config.extra_providers.0)?;
         let store = Store::connect(&config.db).await?;
         let abandoned = store.mark_abandoned_replies().await?;
         if abandoned > 0 {

@@ -88,9 +88,11 @@ impl Store {
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
         };
-        // An in-memory database lives in one connection: keep exactly one, forever.
+        // An in-memory database lives in one connection: keep exactly one, forever (and do
+        // not ping it before each use: it cannot have gone away).
         let pool = SqlitePoolOptions::new()
             .max_connections(if memory { 1 } else { 4 })
+            .test_before_acquire(!memory)
             .min_connections(if memory { 1 } else { 0 })
             .idle_timeout(if memory {
                 None

@@ -1,8 +1,11 @@
 //! Integration tests: every test drives the real server (started on port 0) through its
 //! public interface — HTTP, SSE and, in later modules, WebSocket and signed webhooks.
+//! `process` runs the real binary for tests that crash, restart or measure it.
 
 mod helpers;
+mod process;
 
+mod durability;
 mod errors;
 mod pages;
 mod streaming;
