@@ -9,3 +9,4 @@ mod durability;
 mod errors;
 mod pages;
 mod streaming;
+mod supervision;
