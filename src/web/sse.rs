@@ -154,7 +154,7 @@ impl EventStream {
                             return Some(chunk);
                         }
                     }
-                    Err(RecvError::Lagged(_)) => self.lagged = true,
+                    Err(RecvError::Lagged(_)) => self.fell_behind(),
                     Err(RecvError::Closed) => return Some(self.closing()),
                 },
                 _ = self.keepalive.tick() => return Some(Bytes::from_static(b": keep-alive\n\n")),
@@ -191,6 +191,15 @@ impl EventStream {
         out.freeze()
     }
 
+    fn fell_behind(&mut self) {
+        tracing::debug!(
+            conversation = %self.conv.id(),
+            after = self.last_id,
+            "a slow reader fell behind; it resumes from the replay log"
+        );
+        self.lagged = true;
+    }
+
     /// Fell behind the live channel: pick up again after the last event sent, from the
     /// actor's replay log (or a `sync` if that is gone too). Never skip.
     async fn resubscribe(&mut self) -> Option<()> {
@@ -225,7 +234,7 @@ impl EventStream {
             if size < BATCH_BYTES {
                 match self.live.try_recv() {
                     Ok(f) => next = Some(f),
-                    Err(TryRecvError::Lagged(_)) => self.lagged = true,
+                    Err(TryRecvError::Lagged(_)) => self.fell_behind(),
                     // Closed: the next `recv` ends the stream.
                     Err(TryRecvError::Empty | TryRecvError::Closed) => {}
                 }

@@ -5,6 +5,7 @@
 mod helpers;
 mod process;
 
+mod backpressure;
 mod durability;
 mod errors;
 mod pages;
