@@ -413,7 +413,10 @@ mod tests {
         assert_eq!(c.limits.max_conversations, 9);
         assert_eq!(c.limits.max_subscribers, 3);
         let bad = Args::try_parse_from(["chatwire", "--max-body-bytes", "10"]).unwrap();
-        assert!(Config::from_args(bad).is_err(), "body smaller than a message");
+        assert!(
+            Config::from_args(bad).is_err(),
+            "body smaller than a message"
+        );
         let help = <Args as clap::CommandFactory>::command()
             .render_long_help()
             .to_string();

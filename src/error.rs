@@ -65,9 +65,7 @@ impl AppError {
             AppError::ForbiddenOrigin => (StatusCode::FORBIDDEN, "forbidden_origin"),
             AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-            AppError::TooManySubscribers => {
-                (StatusCode::TOO_MANY_REQUESTS, "too_many_subscribers")
-            }
+            AppError::TooManySubscribers => (StatusCode::TOO_MANY_REQUESTS, "too_many_subscribers"),
             AppError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),

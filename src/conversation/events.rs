@@ -224,7 +224,9 @@ mod tests {
             log.push(delta(id));
         }
         assert_eq!(log.len(), 9); // 2..=10
-        assert!(matches!(log.after(1, 10, 100), Replay::Frames { frames, .. } if frames.len() == 9));
+        assert!(
+            matches!(log.after(1, 10, 100), Replay::Frames { frames, .. } if frames.len() == 9)
+        );
         log.unpin();
         log.push(delta(11));
         assert_eq!(log.len(), 2);

@@ -194,11 +194,7 @@ impl Registry {
                 .await
                 .map_err(|e| ActorError::Storage(e.to_string()))?
                 .ok_or(ActorError::NotFound)?;
-            let events = match self
-                .store
-                .load_events(id, self.limits.replay_events)
-                .await
-            {
+            let events = match self.store.load_events(id, self.limits.replay_events).await {
                 Ok(events) => events,
                 Err(e) => {
                     // Resumes fall back to a `sync`; the conversation itself is fine.

@@ -63,7 +63,11 @@ fn migration(version: i64, name: &'static str, sql: &'static str) -> Migration {
 fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         migration(1, "init", include_str!("../../migrations/0001_init.sql")),
-        migration(2, "events", include_str!("../../migrations/0002_events.sql")),
+        migration(
+            2,
+            "events",
+            include_str!("../../migrations/0002_events.sql"),
+        ),
     ])
 }
 
@@ -256,12 +260,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for (id, frame) in events {
-            sqlx::query("INSERT OR REPLACE INTO events (conversation_id, id, frame) VALUES (?, ?, ?)")
-                .bind(conversation_id)
-                .bind(*id as i64)
-                .bind(*frame)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT OR REPLACE INTO events (conversation_id, id, frame) VALUES (?, ?, ?)",
+            )
+            .bind(conversation_id)
+            .bind(*id as i64)
+            .bind(*frame)
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query("DELETE FROM events WHERE conversation_id = ? AND id < ?")
             .bind(conversation_id)

@@ -139,7 +139,9 @@ async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError
     match ping.await {
         Ok(Ok(())) => Ok("ok\n"),
         Ok(Err(e)) => Err(AppError::Unavailable(format!("storage: {e}"))),
-        Err(_) => Err(AppError::Unavailable("storage: no answer within 2 s".into())),
+        Err(_) => Err(AppError::Unavailable(
+            "storage: no answer within 2 s".into(),
+        )),
     }
 }
 

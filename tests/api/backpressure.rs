@@ -77,7 +77,8 @@ impl RawSse {
             if self.raw.len() < need {
                 return;
             }
-            self.body.extend_from_slice(&self.raw[eol + 2..eol + 2 + size]);
+            self.body
+                .extend_from_slice(&self.raw[eol + 2..eol + 2 + size]);
             self.raw.drain(..need);
         }
     }
@@ -233,7 +234,10 @@ async fn slow_readers_stay_bounded_do_not_slow_others_and_resume_without_loss() 
     // Measured: the reply in progress, kept whole for resumes, costs about 12 MiB with
     // no slow reader at all; each slow reader adds about 0.2 MiB (its socket buffers and
     // one replay page). Holding the reply once more per slow reader would add 15-45 MiB.
-    assert!(growth_mib < 24.0, "server memory grew by {growth_mib:.1} MiB");
+    assert!(
+        growth_mib < 24.0,
+        "server memory grew by {growth_mib:.1} MiB"
+    );
     // At their pace (25 KB/s) the slow readers would need minutes for the ~5 MB reply.
     assert!(
         fast_took < Duration::from_secs(30),

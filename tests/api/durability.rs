@@ -66,7 +66,11 @@ async fn sigkill_mid_reply_keeps_every_acknowledged_word() {
         "stored {} bytes, but {must_have} were streamed 2.5 s before the kill",
         stored.len()
     );
-    eprintln!("streamed {} bytes, stored {}, 2.5 s before kill {must_have}", text.len(), stored.len());
+    eprintln!(
+        "streamed {} bytes, stored {}, 2.5 s before kill {must_have}",
+        text.len(),
+        stored.len()
+    );
     assert!(stored.starts_with("1 2 3 4 5"));
 
     // Event numbers are never reused, and the conversation goes on.
@@ -100,7 +104,10 @@ async fn sigterm_stores_the_reply_ends_streams_and_exits_in_time() {
     }
     let (status, took) = server.terminate().await;
     assert!(status.success(), "{status:?}\n{}", server.log());
-    assert!(took < Duration::from_secs(4), "exit within the bound: {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "exit within the bound: {took:?}"
+    );
 
     // The stream carried the reply to its end, then a reconnect hint, then closed.
     let mut events = Vec::new();
@@ -114,13 +121,21 @@ async fn sigterm_stores_the_reply_ends_streams_and_exits_in_time() {
     }
     let last = events.last().expect("events after the signal");
     assert_eq!(last.kind(), "reply.interrupted");
-    assert_eq!(retry, Some(5000), "a reconnect hint for a restarting server");
+    assert_eq!(
+        retry,
+        Some(5000),
+        "a reconnect hint for a restarting server"
+    );
     for ev in &events {
         if ev.kind() == "reply.delta" {
             text.push_str(ev.field("text"));
         }
     }
-    assert_eq!(last.field("text"), text, "the whole reply up to the interruption");
+    assert_eq!(
+        last.field("text"),
+        text,
+        "the whole reply up to the interruption"
+    );
 
     // After a restart: the reply is stored as interrupted with that text, and a client
     // resuming from an event before the shutdown gets a replay, not a `sync`.
@@ -150,7 +165,12 @@ async fn secrets_and_tokens_never_reach_the_log() {
     .unwrap();
     let mut server = RealServer::start(
         &db.url(),
-        &["--config", config.to_str().unwrap(), "--offline-delay-ms", "0"],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--offline-delay-ms",
+            "0",
+        ],
         &[("RUST_LOG", "trace")],
     )
     .await;

@@ -341,7 +341,12 @@ async fn a_flood_from_one_address_gets_429_then_the_server_answers_again() {
     let mut limited = Vec::new();
     let mut ok = 0;
     for _ in 0..45 {
-        let resp = app.http.get(app.url("/api/providers")).send().await.unwrap();
+        let resp = app
+            .http
+            .get(app.url("/api/providers"))
+            .send()
+            .await
+            .unwrap();
         if resp.status() == 200 {
             ok += 1;
         } else {
@@ -358,7 +363,12 @@ async fn a_flood_from_one_address_gets_429_then_the_server_answers_again() {
     assert_eq!(health.status(), 200);
     // Once the bucket has a token again, requests are served.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let resp = app.http.get(app.url("/api/providers")).send().await.unwrap();
+    let resp = app
+        .http
+        .get(app.url("/api/providers"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
 }
 

@@ -101,10 +101,6 @@ impl RealServer {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
     /// A `TestApp`-like client for this server.
     pub fn app(&self) -> crate::helpers::TestApp {
         crate::helpers::TestApp {

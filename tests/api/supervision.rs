@@ -106,7 +106,10 @@ async fn a_panicking_reply_restarts_its_conversation_and_no_other_notices() {
         }
     }
     assert_eq!(retry, Some(1000), "{seen:?}");
-    assert!(seen.iter().all(|e| !is_reply_end(e)), "no end was published");
+    assert!(
+        seen.iter().all(|e| !is_reply_end(e)),
+        "no end was published"
+    );
 
     // The calm one carries on: every word, in order, ids +1.
     let rest = calm_sse.events_until(is_reply_end).await;
@@ -132,7 +135,10 @@ async fn a_panicking_reply_restarts_its_conversation_and_no_other_notices() {
     let mut resumed = app.sse(&doomed, Some(last_seen)).await;
     let sync = resumed.next_event().await.unwrap();
     assert_eq!(sync.kind(), "sync");
-    assert_eq!(sync.data.as_ref().unwrap()["messages"][3]["status"], "failed");
+    assert_eq!(
+        sync.data.as_ref().unwrap()["messages"][3]["status"],
+        "failed"
+    );
     app.post_ok(&doomed, "are you back?").await;
     let back = resumed.events_until(is_reply_end).await;
     assert_eq!(back.last().unwrap().kind(), "reply.completed");
@@ -181,13 +187,19 @@ async fn idle_actors_sleep_and_come_back_with_their_history() {
     for _ in 0..1000 {
         tokio::task::yield_now().await;
     }
-    assert_eq!(registry.live_count(), 1, "a subscriber keeps its actor awake");
+    assert_eq!(
+        registry.live_count(),
+        1,
+        "a subscriber keeps its actor awake"
+    );
     drop(watching);
     spin(tokio::time::advance(Duration::from_secs(61))).await;
     spin_until("back to the baseline", || registry.live_count() == baseline).await;
 
     // The next request brings it back from storage, with its history and numbering.
-    let resp = spin(router.clone().oneshot(get(&sleepy, ""))).await.unwrap();
+    let resp = spin(router.clone().oneshot(get(&sleepy, "")))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let body = spin(resp.into_body().collect()).await.unwrap().to_bytes();
     let after: Value = serde_json::from_slice(&body).unwrap();
@@ -229,7 +241,9 @@ async fn health_and_the_shutdown_gate() {
     assert_eq!(health.status(), 200);
     assert_eq!(health.headers()["x-content-type-options"], "nosniff");
     assert!(health.headers().contains_key("referrer-policy"));
-    let csp = health.headers()["content-security-policy"].to_str().unwrap();
+    let csp = health.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
     assert!(
         csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
         "{csp}"
