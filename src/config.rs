@@ -68,8 +68,8 @@ pub struct Args {
     #[arg(long, env = "CHATWIRE_MAX_CONVERSATIONS", default_value_t = 10_000)]
     pub max_conversations: usize,
 
-    /// Live connections (SSE streams and WebSockets) one conversation may have at once
-    /// (429 with Retry-After beyond it).
+    /// Open event streams (SSE) one conversation may have at once (429 with Retry-After
+    /// beyond it).
     #[arg(long, env = "CHATWIRE_MAX_SUBSCRIBERS", default_value_t = 32)]
     pub max_subscribers: usize,
 
@@ -151,7 +151,8 @@ pub struct Limits {
     pub requests_per_minute: u32,
     /// Conversation actors in memory at once.
     pub max_conversations: usize,
-    /// SSE streams plus WebSocket sessions per conversation.
+    /// SSE streams per conversation (a WebSocket session may take a place too, through
+    /// `ConversationHandle::try_watch`).
     pub max_subscribers: usize,
     /// Client addresses (or conversations) a rate limiter remembers at once; beyond it
     /// the ones that are back to a full allowance, then the least recent, are forgotten.

@@ -122,6 +122,29 @@ impl ReplayLog {
         }
     }
 
+    /// The log a new actor starts with, from the frames storage kept (oldest first): used
+    /// only if they end exactly where the numbering does (`next_id - 1`, as after a
+    /// graceful stop), and only their run of consecutive numbers ending there. Otherwise
+    /// (after a crash) it starts empty and a resume gets a `sync`. Also returns the highest
+    /// number storage holds.
+    pub fn restore(min_keep: usize, stored: Vec<Frame>, next_id: u64) -> (ReplayLog, u64) {
+        let mut log = ReplayLog::new(min_keep);
+        let Some(last) = stored.last().map(|f| f.id) else {
+            return (log, 0);
+        };
+        if last + 1 != next_id {
+            return (log, last);
+        }
+        let mut start = stored.len() - 1;
+        while start > 0 && stored[start - 1].id + 1 == stored[start].id {
+            start -= 1;
+        }
+        for frame in stored.into_iter().skip(start) {
+            log.push(frame);
+        }
+        (log, last)
+    }
+
     /// Keeps every frame from `id` on until [`ReplayLog::unpin`] (the reply in progress).
     pub fn pin_from(&mut self, id: u64) {
         self.pinned_from = Some(id);
@@ -214,6 +237,20 @@ mod tests {
         assert_eq!(n(log.after(3, 5, 2)), Some((2, false)));
         assert_eq!(n(log.after(1, 5, 10)), None);
         assert_eq!(n(log.after(9, 5, 10)), None);
+    }
+
+    #[test]
+    fn restores_only_a_run_that_ends_at_the_floor() {
+        let stored = |ids: &[u64]| ids.iter().map(|&i| delta(i)).collect::<Vec<_>>();
+        let (log, upto) = ReplayLog::restore(10, stored(&[1, 2, 3, 7, 8, 9]), 10);
+        assert_eq!((log.len(), upto), (3, 9), "only 7..=9");
+        assert!(matches!(log.after(6, 9, 100), Replay::Frames { frames, .. } if frames.len() == 3));
+        assert!(matches!(log.after(3, 9, 100), Replay::Snapshot));
+        // After a crash the floor is a reserved block past the stored events.
+        let (log, upto) = ReplayLog::restore(10, stored(&[1, 2, 3]), 10_004);
+        assert_eq!((log.len(), upto), (0, 3));
+        let (log, upto) = ReplayLog::restore(10, Vec::new(), 1);
+        assert_eq!((log.len(), upto), (0, 0));
     }
 
     #[test]

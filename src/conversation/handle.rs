@@ -100,7 +100,7 @@ pub(crate) enum Command {
 pub(crate) struct Shared {
     /// A reply is running (set by the actor only).
     pub(crate) replying: AtomicBool,
-    /// Open SSE streams and WebSocket sessions.
+    /// Subscriber places taken (SSE streams; any session that calls `try_watch`).
     watchers: AtomicUsize,
 }
 
@@ -178,8 +178,8 @@ impl ConversationHandle {
             && self.is_alive()
     }
 
-    /// Takes one of the conversation's `max` subscriber places (SSE streams and WebSocket
-    /// sessions share them), or `None` when all are taken.
+    /// Takes one of the conversation's `max` subscriber places (every SSE stream takes one),
+    /// or `None` when all are taken.
     pub fn try_watch(&self, max: usize) -> Option<WatchSlot> {
         self.shared
             .watchers

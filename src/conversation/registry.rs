@@ -320,7 +320,12 @@ impl Registry {
             shared: shared.clone(),
             lease: Arc::new(()),
         };
-        let (log, stored_upto) = replay_log(self.limits.replay_events, events, next_id);
+        let stored_frames = events.into_iter().map(|e| Frame {
+            id: e.id,
+            bytes: Bytes::from(e.frame),
+        });
+        let (log, stored_upto) =
+            ReplayLog::restore(self.limits.replay_events, stored_frames.collect(), next_id);
         let me = self.me.clone();
         let retire_id = id.clone();
         let actor = Actor::new(ActorParts {
@@ -398,29 +403,4 @@ async fn wait_done(done: &CancellationToken) -> Result<(), ActorError> {
     tokio::time::timeout(STOP_WAIT, done.cancelled())
         .await
         .map_err(|_| ActorError::Busy)
-}
-
-/// The replay log a new actor starts with: the stored events, if they end exactly where
-/// the conversation's numbering does (a graceful stop); otherwise none, and a resume
-/// gets a `sync`. Returns the log and the highest event number already stored.
-fn replay_log(min_keep: usize, stored: Vec<StoredEvent>, next_id: u64) -> (ReplayLog, u64) {
-    let mut log = ReplayLog::new(min_keep);
-    let Some(last) = stored.last().map(|e| e.id) else {
-        return (log, 0);
-    };
-    if last + 1 != next_id {
-        return (log, last);
-    }
-    // Only the run of consecutive numbers that ends at `last`.
-    let mut start = stored.len() - 1;
-    while start > 0 && stored[start - 1].id + 1 == stored[start].id {
-        start -= 1;
-    }
-    for e in stored.into_iter().skip(start) {
-        log.push(Frame {
-            id: e.id,
-            bytes: Bytes::from(e.frame),
-        });
-    }
-    (log, last)
 }

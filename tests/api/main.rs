@@ -8,6 +8,7 @@ mod process;
 mod backpressure;
 mod durability;
 mod errors;
+mod limits;
 mod pages;
 mod streaming;
 mod supervision;
