@@ -124,6 +124,11 @@ impl Registry {
         self.table().entries.len()
     }
 
+    /// How many of them are awake (what `max_conversations` bounds).
+    pub fn awake_count(&self) -> usize {
+        self.table().awake
+    }
+
     /// Creates a conversation with the named provider (or the default) and starts its actor.
     /// Returns its handle and its token (shown to the client once, stored only as a hash).
     pub async fn create(
@@ -249,7 +254,7 @@ impl Registry {
             }
             _ => return false,
         };
-        table.awake -= 1;
+        table.awake = table.awake.saturating_sub(1);
         table
             .entries
             .insert(id.into(), Entry::Stopping { generation, done });
@@ -278,7 +283,9 @@ impl Registry {
             _ => false,
         };
         if replacing_live {
-            table.awake -= 1;
+            // Its task finds no entry of its generation left and counts nothing twice.
+            table.entries.remove(stored.id.as_str());
+            table.awake = table.awake.saturating_sub(1);
         }
         if !self.make_room(&mut table) && strict {
             return Install::Full;
@@ -371,7 +378,7 @@ impl Registry {
                     .is_some_and(|e| e.generation() == generation)
                     && let Some(Entry::Live { .. }) = table.entries.remove(&id)
                 {
-                    table.awake -= 1;
+                    table.awake = table.awake.saturating_sub(1);
                 }
             }
         });
@@ -392,7 +399,7 @@ fn retire(table: &mut Table, id: &Arc<str>) -> bool {
         return false;
     }
     let (generation, done) = (handle.generation, handle.cancel.clone());
-    table.awake -= 1;
+    table.awake = table.awake.saturating_sub(1);
     table
         .entries
         .insert(id.clone(), Entry::Stopping { generation, done });

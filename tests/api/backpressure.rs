@@ -245,3 +245,82 @@ async fn slow_readers_stay_bounded_do_not_slow_others_and_resume_without_loss() 
     );
     drop(server);
 }
+
+#[tokio::test]
+async fn a_reader_behind_the_replay_window_gets_a_sync_never_a_gap() {
+    // A tiny replay window and live ring, so a stalled reader is soon past both.
+    let app = spawn_app_with(|c| {
+        c.limits.replay_events = 50;
+        c.limits.broadcast_capacity = 16;
+    })
+    .await;
+    let conv = app.create().await;
+    let mut reader = RawSse::open(app.addr, &conv).await;
+    let mut last_reply = String::new();
+    for _ in 0..8 {
+        last_reply = app.post_ok(&conv, "/count 5000").await;
+        crate::streaming::wait_complete(&app, &conv).await;
+    }
+    // Now read everything the stalled reader was sent, until it knows the last reply
+    // completed (from its event, or from a `sync` taken after it).
+    let knows_the_end = |b: &String| {
+        let Some(data) = b.lines().find_map(|l| l.strip_prefix("data: ")) else {
+            return false;
+        };
+        let data: serde_json::Value = serde_json::from_str(data).unwrap();
+        if b.contains("event: reply.completed") {
+            return data["reply_id"] == last_reply.as_str();
+        }
+        b.contains("event: sync")
+            && data["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["id"] == last_reply.as_str() && m["status"] == "complete")
+    };
+    let mut blocks: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the reader never caught up");
+        assert!(reader.read(256 * 1024).await, "the stream ended early");
+        let new = reader.blocks();
+        let end = new.iter().any(knows_the_end);
+        blocks.extend(new);
+        if end {
+            break;
+        }
+    }
+    let events: Vec<(u64, &str)> = blocks
+        .iter()
+        .filter_map(|b| {
+            let id = b.lines().find_map(|l| l.strip_prefix("id: "))?;
+            let kind = b.lines().find_map(|l| l.strip_prefix("event: "))?;
+            Some((id.parse().unwrap(), kind))
+        })
+        .collect();
+    let syncs = events.iter().filter(|(_, k)| *k == "sync").count();
+    assert!(
+        syncs >= 1,
+        "the reader fell behind the window at least once"
+    );
+    for pair in events.windows(2) {
+        let ((a, _), (b, kind)) = (pair[0], pair[1]);
+        assert!(
+            b == a + 1 || (kind == "sync" && b > a),
+            "a gap without a sync: {a} then {b} ({kind})"
+        );
+    }
+    // The last sync holds the whole history up to its point, and the rest follows it.
+    let sync = blocks
+        .iter()
+        .rev()
+        .find(|b| b.contains("event: sync"))
+        .unwrap();
+    let data = sync.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    let data: serde_json::Value = serde_json::from_str(data).unwrap();
+    for m in data["messages"].as_array().unwrap() {
+        if m["role"] == "assistant" && m["status"] == "complete" {
+            assert_eq!(m["text"], count_text(5000));
+        }
+    }
+}

@@ -172,6 +172,7 @@ async fn conversations_in_memory_are_capped() {
 async fn settles_at_most(registry: &chatwire::conversation::Registry, max: usize) {
     for _ in 0..200 {
         if registry.live_count() <= max {
+            assert_eq!(registry.awake_count(), registry.live_count());
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -145,6 +145,11 @@ async fn a_panicking_reply_restarts_its_conversation_and_no_other_notices() {
     assert_eq!(back.last().unwrap().field("text"), "fine");
     assert!(back[0].id.unwrap() > last_seen, "numbers are not reused");
     assert_eq!(registry.live_count(), 2);
+    assert_eq!(
+        registry.awake_count(),
+        2,
+        "the panicked actor is not counted twice"
+    );
 }
 
 fn get(conv: &Conv, path: &str) -> Request<Body> {
@@ -195,6 +200,7 @@ async fn idle_actors_sleep_and_come_back_with_their_history() {
     drop(watching);
     spin(tokio::time::advance(Duration::from_secs(61))).await;
     spin_until("back to the baseline", || registry.live_count() == baseline).await;
+    assert_eq!(registry.awake_count(), baseline);
 
     // The next request brings it back from storage, with its history and numbering.
     let resp = spin(router.clone().oneshot(get(&sleepy, "")))
