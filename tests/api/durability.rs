@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 use crate::process::{RealServer, TempDb};
+use crate::raw_sse::RawSse;
 use crate::streaming::wait_complete;
 
 #[tokio::test]
@@ -45,6 +46,7 @@ async fn sigkill_mid_reply_keeps_every_acknowledged_word() {
     let after = app2.get_conv(&conv).await;
     let msgs = after["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 4, "{after}");
+    assert_eq!(after["provider"], "offline", "the provider choice is kept");
     assert_eq!(msgs[0]["text"], "hello there");
     assert_eq!(msgs[1]["text"], first_reply.as_str());
     assert_eq!(msgs[1]["status"], "complete");
@@ -108,6 +110,7 @@ async fn sigterm_stores_the_reply_ends_streams_and_exits_in_time() {
         took < Duration::from_secs(4),
         "exit within the bound: {took:?}"
     );
+    eprintln!("SIGTERM to exit: {took:?}");
 
     // The stream carried the reply to its end, then a reconnect hint, then closed.
     let mut events = Vec::new();
@@ -150,6 +153,35 @@ async fn sigterm_stores_the_reply_ends_streams_and_exits_in_time() {
     assert_eq!(replay[0].id, Some(last_seen_before + 1), "no gap");
     assert!(replay.iter().all(|e| e.kind() != "sync"));
     assert_eq!(replay.last().unwrap().kind(), "reply.interrupted");
+    drop(server2);
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_even_with_a_reader_that_never_reads() {
+    let db = TempDb::new("stalled");
+    let args = ["--offline-delay-ms", "0", "--shutdown-secs", "2"];
+    let mut server = RealServer::start(&db.url(), &args, &[]).await;
+    let app = server.app();
+    let conv = app.create().await;
+    let _stalled = RawSse::open(server.addr, &conv).await;
+    app.post_ok(&conv, "/count 100000").await;
+    // Let the stalled reader's socket fill up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, took) = server.terminate().await;
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "the 2 s bound (plus storage closing) held: {took:?}"
+    );
+    eprintln!("SIGTERM to exit with a stalled reader: {took:?}");
+    // The reply was stored, interrupted or complete, never left streaming.
+    let server2 = RealServer::start(&db.url(), &args, &[]).await;
+    let conv_now = server2.app().get_conv(&conv).await;
+    let status = conv_now["messages"][1]["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(status == "interrupted" || status == "complete", "{status}");
     drop(server2);
 }
 

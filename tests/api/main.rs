@@ -4,6 +4,7 @@
 
 mod helpers;
 mod process;
+mod raw_sse;
 
 mod backpressure;
 mod durability;
