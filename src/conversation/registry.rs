@@ -173,11 +173,25 @@ impl Registry {
 
     /// The running actor of conversation `id`, started from storage if needed.
     pub async fn get(&self, id: &str) -> Result<ConversationHandle, ActorError> {
+        self.find(id, None).await
+    }
+
+    /// Like [`Registry::get`], for a caller presenting `token`: a wrong token is
+    /// `NotFound`, and is found out before any actor is started, so strangers cannot
+    /// wake conversations (or push others out of memory).
+    pub async fn open(&self, id: &str, token: &str) -> Result<ConversationHandle, ActorError> {
+        self.find(id, Some(token)).await
+    }
+
+    async fn find(&self, id: &str, token: Option<&str>) -> Result<ConversationHandle, ActorError> {
         for _ in 0..4 {
             let previous = {
                 let mut table = self.table();
                 match table.entries.get_mut(id) {
                     Some(Entry::Live { handle, last_used }) if handle.is_alive() => {
+                        if token.is_some_and(|t| !handle.token_matches(t)) {
+                            return Err(ActorError::NotFound);
+                        }
                         *last_used = Instant::now();
                         return Ok(handle.clone());
                     }
@@ -199,6 +213,9 @@ impl Registry {
                 .await
                 .map_err(|e| ActorError::Storage(e.to_string()))?
                 .ok_or(ActorError::NotFound)?;
+            if token.is_some_and(|t| !crate::ids::token_matches(t, &stored.token_hash)) {
+                return Err(ActorError::NotFound);
+            }
             let events = match self.store.load_events(id, self.limits.replay_events).await {
                 Ok(events) => events,
                 Err(e) => {

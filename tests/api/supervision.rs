@@ -202,6 +202,17 @@ async fn idle_actors_sleep_and_come_back_with_their_history() {
     spin_until("back to the baseline", || registry.live_count() == baseline).await;
     assert_eq!(registry.awake_count(), baseline);
 
+    // A wrong token is refused without waking it.
+    let stranger = Conv {
+        id: sleepy.id.clone(),
+        token: watched.token.clone(),
+    };
+    let resp = spin(router.clone().oneshot(get(&stranger, "")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(registry.live_count(), baseline, "strangers wake nothing");
+
     // The next request brings it back from storage, with its history and numbering.
     let resp = spin(router.clone().oneshot(get(&sleepy, "")))
         .await
