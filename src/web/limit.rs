@@ -5,7 +5,7 @@
 //! request takes one. An empty bucket answers 429 with `Retry-After` (whole seconds until
 //! the next token). The map never grows past its bound: when full, buckets that have
 //! refilled completely (they hold no information) are dropped, and if none has, the least
-//! recently used one is. Time is tokio's, so tests can pause it.
+//! recently used sixteenth is. Time is tokio's, so tests can pause it.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -78,12 +78,18 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         }
     }
 
+    /// Drops the buckets that are full again; if that is not enough, the least recently
+    /// used sixteenth, so that under a flood of new keys the scan is paid rarely.
     fn make_room(&self, map: &mut HashMap<K, Bucket>, now: Instant) {
         map.retain(|_, b| self.refilled(b, now) < self.capacity);
-        if map.len() >= self.max_keys
-            && let Some(oldest) = map.iter().min_by_key(|(_, b)| b.at).map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
+        if map.len() < self.max_keys {
+            return;
+        }
+        let mut by_age: Vec<(Instant, K)> = map.iter().map(|(k, b)| (b.at, k.clone())).collect();
+        let n = (self.max_keys / 16).max(1).min(by_age.len());
+        by_age.select_nth_unstable_by_key(n - 1, |(at, _)| *at);
+        for (_, k) in by_age.into_iter().take(n) {
+            map.remove(&k);
         }
     }
 
