@@ -6,3 +6,5 @@ mod helpers;
 mod errors;
 mod pages;
 mod streaming;
+mod provider_openai;
+mod signing;
