@@ -8,3 +8,4 @@ mod pages;
 mod streaming;
 mod provider_openai;
 mod signing;
+mod provider_background;
