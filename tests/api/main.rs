@@ -9,3 +9,4 @@ mod streaming;
 mod provider_openai;
 mod signing;
 mod provider_background;
+mod provider_webhook;
