@@ -5,8 +5,9 @@ mod helpers;
 
 mod errors;
 mod pages;
-mod streaming;
-mod provider_openai;
-mod signing;
 mod provider_background;
+mod provider_config;
+mod provider_openai;
 mod provider_webhook;
+mod signing;
+mod streaming;

@@ -150,7 +150,12 @@ impl TestApp {
 }
 
 /// Posts `text` and waits until the fake has seen its create; returns (reply id, response id).
-async fn post_and_wait_create(app: &TestApp, fake: &Fake, conv: &Conv, text: &str) -> (String, String) {
+async fn post_and_wait_create(
+    app: &TestApp,
+    fake: &Fake,
+    conv: &Conv,
+    text: &str,
+) -> (String, String) {
     let before = fake.creates();
     let reply = app.post_ok(conv, text).await;
     eventually("the create call", || fake.creates() > before).await;
@@ -172,7 +177,11 @@ async fn a_signed_webhook_brings_the_reply_as_deltas() {
     assert_eq!(body["metadata"]["chatwire_reply_id"], reply.as_str());
 
     let (status, answer) = app
-        .openai_webhook(&Delivery::signed(SECRET, "wh_1", &event("response.completed", &resp)))
+        .openai_webhook(&Delivery::signed(
+            SECRET,
+            "wh_1",
+            &event("response.completed", &resp),
+        ))
         .await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
     let events = sse.events_until(is_reply_end).await;
@@ -182,7 +191,10 @@ async fn a_signed_webhook_brings_the_reply_as_deltas() {
     assert_eq!(joined_deltas(&events, &reply), ANSWER);
     assert!(events.iter().filter(|e| e.kind() == "reply.delta").count() > 1);
     assert_eq!(fake.retrieves(), 1);
-    assert!(fake.cancels.lock().unwrap().is_empty(), "a finished response is not cancelled");
+    assert!(
+        fake.cancels.lock().unwrap().is_empty(),
+        "a finished response is not cancelled"
+    );
 
     // A second message has the first exchange in its input.
     post_and_wait_create(&app, &fake, &conv, "And why?").await;
@@ -199,8 +211,12 @@ async fn a_failed_response_fails_the_reply() {
     let conv = app.create_with("bg").await;
     let mut sse = app.sse(&conv, None).await;
     let (_, resp) = post_and_wait_create(&app, &fake, &conv, "fails").await;
-    app.openai_webhook(&Delivery::signed(SECRET, "wh_f", &event("response.failed", &resp)))
-        .await;
+    app.openai_webhook(&Delivery::signed(
+        SECRET,
+        "wh_f",
+        &event("response.failed", &resp),
+    ))
+    .await;
     let end = sse.events_until(is_reply_end).await.pop().unwrap();
     assert_eq!(end.kind(), "reply.failed");
     assert!(end.field("error").contains("the model crashed"), "{end:?}");
@@ -224,7 +240,11 @@ async fn an_interrupt_cancels_the_response_and_a_late_webhook_changes_nothing() 
     .await;
 
     let (status, answer) = app
-        .openai_webhook(&Delivery::signed(SECRET, "wh_late", &event("response.completed", &resp)))
+        .openai_webhook(&Delivery::signed(
+            SECRET,
+            "wh_late",
+            &event("response.completed", &resp),
+        ))
         .await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("ignored")));
     let last = app.last_message(&conv).await;
@@ -264,9 +284,18 @@ async fn refused_webhooks_change_nothing() {
     let cases = [
         ("unsigned", unsigned),
         ("wrong signature", wrong_sig),
-        ("other secret", Delivery::signed(OTHER_SECRET, "wh_x", &body)),
-        ("stale", Delivery::signed_at(SECRET, "wh_x", now() - 301, &body)),
-        ("from the future", Delivery::signed_at(SECRET, "wh_x", now() + 301, &body)),
+        (
+            "other secret",
+            Delivery::signed(OTHER_SECRET, "wh_x", &body),
+        ),
+        (
+            "stale",
+            Delivery::signed_at(SECRET, "wh_x", now() - 301, &body),
+        ),
+        (
+            "from the future",
+            Delivery::signed_at(SECRET, "wh_x", now() + 301, &body),
+        ),
         ("bad timestamp", no_timestamp),
         ("tampered body", tampered),
     ];
@@ -286,7 +315,10 @@ async fn refused_webhooks_change_nothing() {
     assert_eq!(resp_bare.status(), 401);
 
     let last = app.last_message(&conv).await;
-    assert_eq!((last["status"].as_str(), last["text"].as_str()), (Some("streaming"), Some("")));
+    assert_eq!(
+        (last["status"].as_str(), last["text"].as_str()),
+        (Some("streaming"), Some(""))
+    );
     assert_eq!(fake.retrieves(), 0);
 
     // None of them used up the webhook id: the genuine delivery is applied.
@@ -309,8 +341,14 @@ async fn the_same_webhook_id_is_applied_once() {
     let later = Delivery::signed(SECRET, "wh_dup", &event("response.completed", &resp));
     let third = app.openai_webhook(&later).await;
     assert_eq!(first.1["status"], "accepted");
-    assert_eq!((again.0, again.1["status"].as_str()), (200, Some("duplicate")));
-    assert_eq!((third.0, third.1["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!(
+        (again.0, again.1["status"].as_str()),
+        (200, Some("duplicate"))
+    );
+    assert_eq!(
+        (third.0, third.1["status"].as_str()),
+        (200, Some("duplicate"))
+    );
     let events = sse.events_until(is_reply_end).await;
     assert_eq!(events.last().unwrap().field("text"), ANSWER);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -329,7 +367,11 @@ async fn unknown_event_types_are_acknowledged_and_ignored() {
     assert_eq!((status, answer["status"].as_str()), (200, Some("ignored")));
     // A response we never created (another app of the same project): 2xx, ignored.
     let (status, _) = app
-        .openai_webhook(&Delivery::signed(SECRET, "wh_other", &event("response.completed", "resp_elsewhere")))
+        .openai_webhook(&Delivery::signed(
+            SECRET,
+            "wh_other",
+            &event("response.completed", "resp_elsewhere"),
+        ))
         .await;
     assert_eq!(status, 200);
 }
@@ -343,7 +385,11 @@ async fn one_message_creates_exactly_one_response_even_when_the_create_is_slow_o
     // Slow: the webhook even overtakes the create's answer; it waits for the job to be known.
     let (reply, resp) = post_and_wait_create(&app, &fake, &conv, "slow-create").await;
     let (status, answer) = app
-        .openai_webhook(&Delivery::signed(SECRET, "wh_early", &event("response.completed", &resp)))
+        .openai_webhook(&Delivery::signed(
+            SECRET,
+            "wh_early",
+            &event("response.completed", &resp),
+        ))
         .await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
     let events = sse.events_until(is_reply_end).await;
@@ -370,7 +416,11 @@ async fn webhook_to_first_delta_latency() {
         let (_, resp) = post_and_wait_create(&app, &fake, &conv, &format!("q{i}")).await;
         // Let the create's answer land, so we time the webhook path alone.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let d = Delivery::signed(SECRET, &format!("wh_lat_{i}"), &event("response.completed", &resp));
+        let d = Delivery::signed(
+            SECRET,
+            &format!("wh_lat_{i}"),
+            &event("response.completed", &resp),
+        );
         let t0 = Instant::now();
         d.send(&app.http, &app.url("/webhooks/openai")).await;
         sse.events_until(|e| e.kind() == "reply.delta").await;

@@ -225,7 +225,12 @@ async fn broken_upstreams_fail_with_the_partial_text_kept() {
     let (app, fake) = setup().await;
     // (message, partial text kept, words in the error, requests made)
     let cases = [
-        ("truncate", "Hello", "ended before the reply was finished", 1),
+        (
+            "truncate",
+            "Hello",
+            "ended before the reply was finished",
+            1,
+        ),
         ("error-chunk", "Partial", "the model overloaded", 1),
         ("abort", "Cut", "broke off", 1),
         ("429", "", "429", 2),

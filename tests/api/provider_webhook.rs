@@ -84,9 +84,12 @@ async fn jobs(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
     match last.as_str() {
         "early" => {
             // The whole job is delivered before the submit is answered.
-            fake.callback(&url, &wid(&job, "1"), delta(&job, 1, "early")).await;
-            fake.callback(&url, &wid(&job, "2"), delta(&job, 2, " bird")).await;
-            fake.callback(&url, &wid(&job, "3"), completed(&job, 3)).await;
+            fake.callback(&url, &wid(&job, "1"), delta(&job, 1, "early"))
+                .await;
+            fake.callback(&url, &wid(&job, "2"), delta(&job, 2, " bird"))
+                .await;
+            fake.callback(&url, &wid(&job, "3"), completed(&job, 3))
+                .await;
         }
         "retry-submit" if submits_of_job == 1 => return StatusCode::SERVICE_UNAVAILABLE,
         _ => {
@@ -169,12 +172,27 @@ async fn duplicates_and_reordering_are_applied_once_in_order() {
 
     let submit = &fake.of_type("job.submit")[0];
     assert!(submit["job_id"].as_str().unwrap().starts_with("job_"));
-    assert!(submit["callback_url"].as_str().unwrap().ends_with("/webhooks/nlp"));
+    assert!(
+        submit["callback_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/webhooks/nlp")
+    );
     assert_eq!(submit["system_prompt"], "Be kind.");
-    assert_eq!(submit["messages"], json!([{"role": "user", "text": "dup-reorder"}]));
+    assert_eq!(
+        submit["messages"],
+        json!([{"role": "user", "text": "dup-reorder"}])
+    );
     let answers = fake.answers.lock().unwrap().clone();
-    assert_eq!(answers.iter().filter(|a| *a == "duplicate").count(), 1, "{answers:?}");
-    assert!(fake.of_type("job.cancel").is_empty(), "a finished job is not cancelled");
+    assert_eq!(
+        answers.iter().filter(|a| *a == "duplicate").count(),
+        1,
+        "{answers:?}"
+    );
+    assert!(
+        fake.of_type("job.cancel").is_empty(),
+        "a finished job is not cancelled"
+    );
 }
 
 #[tokio::test]
@@ -197,11 +215,19 @@ async fn a_late_callback_after_an_interrupt_changes_nothing() {
     sse.events_until(|e| e.kind() == "reply.delta").await;
     assert_eq!(app.interrupt(&conv).await.as_deref(), Some(reply.as_str()));
     let end = sse.events_until(is_reply_end).await.pop().unwrap();
-    assert_eq!((end.kind(), end.field("text")), ("reply.interrupted", "held"));
+    assert_eq!(
+        (end.kind(), end.field("text")),
+        ("reply.interrupted", "held")
+    );
 
-    let job = fake.of_type("job.submit")[0]["job_id"].as_str().unwrap().to_string();
+    let job = fake.of_type("job.submit")[0]["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     eventually("the signed cancel", || {
-        fake.of_type("job.cancel").iter().any(|c| c["job_id"] == job.as_str())
+        fake.of_type("job.cancel")
+            .iter()
+            .any(|c| c["job_id"] == job.as_str())
     })
     .await;
 
@@ -211,7 +237,10 @@ async fn a_late_callback_after_an_interrupt_changes_nothing() {
     assert_eq!((s1, a1["status"].as_str()), (200, Some("ignored")));
     assert_eq!((s2, a2["status"].as_str()), (200, Some("ignored")));
     let last = app.last_message(&conv).await;
-    assert_eq!((last["status"].as_str(), last["text"].as_str()), (Some("interrupted"), Some("held")));
+    assert_eq!(
+        (last["status"].as_str(), last["text"].as_str()),
+        (Some("interrupted"), Some("held"))
+    );
 
     // The next message is a new job; while it runs, the old job's callbacks still change
     // nothing (they name the old reply, which is no longer the current one).
@@ -222,7 +251,10 @@ async fn a_late_callback_after_an_interrupt_changes_nothing() {
     assert_eq!(a3["status"], "ignored");
     app.interrupt(&conv).await;
     let end = sse.events_until(is_reply_end).await.pop().unwrap();
-    assert_eq!((end.field("reply_id"), end.field("text")), (next.as_str(), "held"));
+    assert_eq!(
+        (end.field("reply_id"), end.field("text")),
+        (next.as_str(), "held")
+    );
 }
 
 #[tokio::test]
@@ -255,7 +287,10 @@ async fn unsigned_callbacks_are_refused() {
     let conv = app.create_with("nlp").await;
     app.post_ok(&conv, "hold").await;
     eventually("the submit", || !fake.of_type("job.submit").is_empty()).await;
-    let job = fake.of_type("job.submit")[0]["job_id"].as_str().unwrap().to_string();
+    let job = fake.of_type("job.submit")[0]["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut forged = Delivery::signed(OTHER_SECRET, "forged", &completed(&job, 1));
     let (status, _) = forged.send(&app.http, &app.url("/webhooks/nlp")).await;
     assert_eq!(status, 401);
@@ -269,7 +304,8 @@ async fn unsigned_callbacks_are_refused() {
 #[tokio::test]
 async fn the_simulated_service_answers_through_webhooks() {
     let app = spawn_app_with(|c| {
-        c.providers.push(chatwire::config::ProviderConfig::simulated());
+        c.providers
+            .push(chatwire::config::ProviderConfig::simulated());
     })
     .await;
     let listed: Value = app
@@ -281,7 +317,10 @@ async fn the_simulated_service_answers_through_webhooks() {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed[1], json!({"name": "simulated", "kind": "webhook", "default": false}));
+    assert_eq!(
+        listed[1],
+        json!({"name": "simulated", "kind": "webhook", "default": false})
+    );
 
     let sim = app.create_with("simulated").await;
     let off = app.create_with("offline").await;
@@ -294,7 +333,11 @@ async fn the_simulated_service_answers_through_webhooks() {
     let end = events.last().unwrap();
     assert_eq!(end.kind(), "reply.completed");
     assert_eq!(events[1].field("provider"), "simulated");
-    assert_eq!(end.field("text"), expected.field("text"), "the offline bot's script");
+    assert_eq!(
+        end.field("text"),
+        expected.field("text"),
+        "the offline bot's script"
+    );
     assert_eq!(joined_deltas(&events, &reply), end.field("text"));
     assert!(deltas(&events).len() > 5, "one delta per word");
 
