@@ -28,6 +28,14 @@ pub struct Secret {
     key: Vec<u8>,
 }
 
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.key.ct_eq(&other.key).into()
+    }
+}
+
+impl Eq for Secret {}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(..)")

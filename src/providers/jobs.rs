@@ -52,7 +52,9 @@ pub enum JobError {
     Storage(#[from] StoreError),
 }
 
-type Key = (String, String);
+/// Parked callbacks are keyed by job id alone: the provider that owns the job is not known
+/// yet (several entries may share one webhook secret), and provider job ids are unique.
+type Key = String;
 
 #[derive(Default)]
 struct Parked {
@@ -134,7 +136,7 @@ impl Jobs {
         job_id: &str,
     ) -> Result<Vec<Callback>, JobError> {
         self.store.assign_job(provider, reply_id, job_id).await?;
-        Ok(self.unpark(provider, job_id))
+        Ok(self.unpark(job_id))
     }
 
     /// The owner of a job, if we know it.
@@ -153,27 +155,42 @@ impl Jobs {
             }))
     }
 
-    /// Decides where a verified callback goes. With `park_unknown`, a callback for a job not
-    /// known yet is parked; [`Jobs::assign`] claims it.
+    /// The owner of a job of any of `providers` (the entries whose secret signed it).
+    async fn owner_among(
+        &self,
+        providers: &[String],
+        job_id: &str,
+    ) -> Result<Option<JobOwner>, StoreError> {
+        for p in providers {
+            if let Some(owner) = self.owner(p, job_id).await? {
+                return Ok(Some(owner));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Decides where a verified callback goes, given the providers it may belong to. With
+    /// `park_unknown`, a callback for a job not known yet is parked; [`Jobs::assign`]
+    /// claims it.
     pub async fn route(
         &self,
-        provider: &str,
+        providers: &[String],
         callback: Callback,
         park_unknown: bool,
     ) -> Result<Route, StoreError> {
         let job_id = callback.job_id().to_string();
-        if let Some(owner) = self.owner(provider, &job_id).await? {
+        if let Some(owner) = self.owner_among(providers, &job_id).await? {
             return Ok(Route::To(owner, vec![callback]));
         }
         if !park_unknown {
             return Ok(Route::Unknown);
         }
-        self.park(provider, &job_id, callback);
+        self.park(&job_id, callback);
         // The job may have been assigned between the lookup and the parking, after
         // `assign` looked for parked callbacks: look again. Whoever takes the parked
         // callback out — `assign` or this — delivers it, so it is delivered once.
-        if let Some(owner) = self.owner(provider, &job_id).await? {
-            let taken = self.unpark(provider, &job_id);
+        if let Some(owner) = self.owner_among(providers, &job_id).await? {
+            let taken = self.unpark(&job_id);
             if !taken.is_empty() {
                 return Ok(Route::To(owner, taken));
             }
@@ -181,11 +198,11 @@ impl Jobs {
         Ok(Route::Parked)
     }
 
-    fn park(&self, provider: &str, job_id: &str, callback: Callback) {
+    fn park(&self, job_id: &str, callback: Callback) {
         let now = Instant::now();
         let mut parked = self.parked();
         parked.expire(now);
-        let key = (provider.to_string(), job_id.to_string());
+        let key = job_id.to_string();
         if !parked.map.contains_key(&key) {
             parked.order.push_back((now, key.clone()));
         }
@@ -195,8 +212,8 @@ impl Jobs {
         }
     }
 
-    fn unpark(&self, provider: &str, job_id: &str) -> Vec<Callback> {
-        let key = (provider.to_string(), job_id.to_string());
+    fn unpark(&self, job_id: &str) -> Vec<Callback> {
+        let key = job_id.to_string();
         let mut parked = self.parked();
         let taken = parked.map.remove(&key).unwrap_or_default();
         if !taken.is_empty() {
@@ -227,6 +244,10 @@ mod tests {
         })
     }
 
+    fn bg() -> Vec<String> {
+        vec!["other".into(), "bg".into()]
+    }
+
     async fn jobs_with_conversation() -> (Jobs, JobOwner) {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         store.create_conversation("c1", "h", "bg", 0).await.unwrap();
@@ -242,7 +263,7 @@ mod tests {
         let (jobs, owner) = jobs_with_conversation().await;
         jobs.reserve("bg", &owner).await.unwrap();
         assert!(matches!(
-            jobs.route("bg", completed("resp_1"), true).await.unwrap(),
+            jobs.route(&bg(), completed("resp_1"), true).await.unwrap(),
             Route::Parked
         ));
         let claimed = jobs.assign("bg", "m_r1", "resp_1").await.unwrap();
@@ -254,7 +275,7 @@ mod tests {
                 .is_empty()
         );
         assert!(matches!(
-            jobs.route("bg", completed("resp_1"), true).await.unwrap(),
+            jobs.route(&bg(), completed("resp_1"), true).await.unwrap(),
             Route::To(o, _) if o == owner
         ));
     }
@@ -273,11 +294,13 @@ mod tests {
     async fn unknown_jobs_are_not_parked_unless_asked() {
         let (jobs, _) = jobs_with_conversation().await;
         assert!(matches!(
-            jobs.route("nlp", completed("job_x"), false).await.unwrap(),
+            jobs.route(&["nlp".into()], completed("job_x"), false)
+                .await
+                .unwrap(),
             Route::Unknown
         ));
         for i in 0..(PARK_MAX_JOBS + 10) {
-            jobs.route("bg", completed(&format!("r{i}")), true)
+            jobs.route(&bg(), completed(&format!("r{i}")), true)
                 .await
                 .unwrap();
         }

@@ -12,7 +12,8 @@ use super::Sim;
 use crate::providers::offline_script::script_for;
 use crate::providers::protocol::{Callback, JobRequest};
 
-/// Sends one callback; `false` if the job should stop (cancelled, or the receiver refused).
+/// Sends one callback; `false` if the job should stop: cancelled, refused, or answered
+/// `ignored` (the reply it belongs to is no longer running).
 async fn send(sim: &Sim, url: &str, callback: &Callback, token: &CancellationToken) -> bool {
     let Ok(body) = serde_json::to_vec(callback) else {
         return false;
@@ -28,7 +29,12 @@ async fn send(sim: &Sim, url: &str, callback: &Callback, token: &CancellationTok
     tokio::select! {
         _ = token.cancelled() => false,
         result = post => match result {
-            Ok(()) => true,
+            Ok(answer) => {
+                let status = serde_json::from_slice::<serde_json::Value>(&answer)
+                    .ok()
+                    .and_then(|v| v["status"].as_str().map(String::from));
+                status.as_deref() != Some("ignored")
+            }
             Err(e) => {
                 tracing::warn!(job = %callback.job_id(), error = %e.message, "simulated service: callback not delivered");
                 false

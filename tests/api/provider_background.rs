@@ -116,15 +116,18 @@ async fn setup() -> (TestApp, Arc<Fake>) {
         .with_state(fake.clone());
     let addr = serve_fake(router).await;
     let app = spawn_app_with(|c| {
-        c.providers.push(chatwire::config::ProviderConfig {
-            name: "bg".into(),
-            kind: "openai-background".into(),
-            base_url: Some(format!("http://{addr}/v1")),
-            api_key: Some("sk-test".into()),
-            model: Some("fake-model".into()),
-            webhook_secret: Some(SECRET.into()),
-            ..Default::default()
-        });
+        // Two entries of one OpenAI project share its webhook secret.
+        for name in ["bg", "bg2"] {
+            c.providers.push(chatwire::config::ProviderConfig {
+                name: name.into(),
+                kind: "openai-background".into(),
+                base_url: Some(format!("http://{addr}/v1")),
+                api_key: Some("sk-test".into()),
+                model: Some("fake-model".into()),
+                webhook_secret: Some(SECRET.into()),
+                ..Default::default()
+            });
+        }
     })
     .await;
     (app, fake)
@@ -203,6 +206,22 @@ async fn a_signed_webhook_brings_the_reply_as_deltas() {
     assert_eq!(input.len(), 3);
     assert_eq!(input[1]["role"], "assistant");
     assert_eq!(input[1]["content"], ANSWER);
+}
+
+#[tokio::test]
+async fn entries_sharing_a_secret_each_get_their_webhooks() {
+    let (app, fake) = setup().await;
+    let conv = app.create_with("bg2").await;
+    let mut sse = app.sse(&conv, None).await;
+    let (_, resp) = post_and_wait_create(&app, &fake, &conv, "second model").await;
+    app.openai_webhook(&Delivery::signed(
+        SECRET,
+        "wh_bg2",
+        &event("response.completed", &resp),
+    ))
+    .await;
+    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    assert_eq!((end.kind(), end.field("text")), ("reply.completed", ANSWER));
 }
 
 #[tokio::test]

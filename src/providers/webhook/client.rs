@@ -25,13 +25,13 @@ pub fn http_client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build an HTTP client: {e}"))
 }
 
-/// POSTs `body` (JSON) to `url`, signed with `secret`.
+/// POSTs `body` (JSON) to `url`, signed with `secret`; returns the answer's body.
 pub async fn post_signed(
     http: &reqwest::Client,
     secret: &Secret,
     url: &str,
     body: Vec<u8>,
-) -> Result<(), PostError> {
+) -> Result<bytes::Bytes, PostError> {
     let id = crate::ids::prefixed("msg_", 16);
     let mut req = http
         .post(url)
@@ -45,7 +45,8 @@ pub async fn post_signed(
     })?;
     let status = resp.status();
     if status.is_success() {
-        return Ok(());
+        // The answer's body is a courtesy; a cut-off one does not undo the delivery.
+        return Ok(resp.bytes().await.unwrap_or_default());
     }
     let text = resp.text().await.unwrap_or_default();
     let text: String = text.chars().take(200).collect();
@@ -63,7 +64,7 @@ pub async fn post_signed_retrying(
     body: Vec<u8>,
     retries: u32,
     backoff: Duration,
-) -> Result<(), PostError> {
+) -> Result<bytes::Bytes, PostError> {
     let mut attempt = 0;
     loop {
         match post_signed(http, secret, url, body.clone()).await {

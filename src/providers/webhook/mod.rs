@@ -137,6 +137,7 @@ impl Provider for WebhookProvider {
                 .map_err(|e| e.to_string())?;
             client::post_signed(&http, &settings.secret, &settings.url, body)
                 .await
+                .map(|_| ())
                 .map_err(|e| e.message)
         };
         let (submitted, guard) = spawn_job(

@@ -76,7 +76,14 @@ async fn receive(
     let index = signed
         .verify(&body, &secrets, now_secs())
         .map_err(|e| AppError::InvalidSignature(e.to_string()))?;
-    let provider = endpoints[index].0.as_str();
+    // Every entry with that secret may own the job (e.g. two background models of one
+    // OpenAI project share its webhook secret).
+    let matched = &endpoints[index].1;
+    let providers: Vec<String> = endpoints
+        .iter()
+        .filter(|(_, s)| s == matched)
+        .map(|(name, _)| name.clone())
+        .collect();
     let webhook_id = signed.id.unwrap_or_default();
 
     let callback = match parse(route, &body) {
@@ -92,7 +99,7 @@ async fn receive(
     {
         return Ok(answer("duplicate"));
     }
-    match dispatch(state, provider, route, callback).await {
+    match dispatch(state, &providers, route, callback).await {
         Ok(status) => Ok(answer(status)),
         Err(e) => {
             // Not applied: forget the delivery so that the sender's retry is.
@@ -107,7 +114,7 @@ async fn receive(
 /// Hands a callback to the reply that owns its job. Returns what became of it.
 async fn dispatch(
     state: &AppState,
-    provider: &str,
+    providers: &[String],
     route: CallbackRoute,
     callback: crate::providers::Callback,
 ) -> Result<&'static str, AppError> {
@@ -116,7 +123,7 @@ async fn dispatch(
     let (owner, callbacks) = match state
         .providers
         .jobs()
-        .route(provider, callback, park_unknown)
+        .route(providers, callback, park_unknown)
         .await?
     {
         Route::To(owner, callbacks) => (owner, callbacks),
