@@ -221,9 +221,15 @@ fn build(
                 model: None,
                 retries: 1,
             };
+            // Local and paced by `--offline-delay-ms`: a long `/count` may take a while, so
+            // only silence is bounded.
+            let deadlines = Deadlines {
+                total: None,
+                ..secs(60, 60, 0)
+            };
             (
                 Box::new(WebhookProvider::new(settings, ctx.jobs.clone()).map_err(failed)?),
-                check.deadlines(secs(60, 60, 600))?,
+                check.deadlines(deadlines)?,
             )
         }
         other => {

@@ -410,7 +410,7 @@ async fn one_message_creates_exactly_one_response_even_when_the_create_is_slow_o
             &event("response.completed", &resp),
         ))
         .await;
-    assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
+    assert_eq!((status, answer["status"].as_str()), (200, Some("parked")));
     let events = sse.events_until(is_reply_end).await;
     assert_eq!(events.last().unwrap().kind(), "reply.completed");
     assert_eq!(joined_deltas(&events, &reply), ANSWER);

@@ -127,7 +127,7 @@ async fn dispatch(
         .await?
     {
         Route::To(owner, callbacks) => (owner, callbacks),
-        Route::Parked => return Ok("accepted"),
+        Route::Parked => return Ok("parked"),
         Route::Unknown => return Ok("ignored"),
     };
     let conv = match state.registry.get(&owner.conversation_id).await {
