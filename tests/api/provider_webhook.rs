@@ -362,3 +362,55 @@ async fn without_a_webhook_provider_the_routes_answer_404() {
     assert_eq!(d.send(&app.http, &app.url("/webhooks/nlp")).await.0, 404);
     assert_eq!(d.send(&app.http, &app.url("/webhooks/openai")).await.0, 404);
 }
+
+#[tokio::test]
+async fn rotated_signatures_are_accepted_and_big_bodies_refused() {
+    let (app, fake) = setup().await;
+    let conv = app.create_with("nlp").await;
+    let mut sse = app.sse(&conv, None).await;
+    app.post_ok(&conv, "hold").await;
+    eventually("the submit", || !fake.of_type("job.submit").is_empty()).await;
+    let job = fake.of_type("job.submit")[0]["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sse.events_until(|e| e.kind() == "reply.delta").await;
+    let url = app.url("/webhooks/nlp");
+
+    // Over 1 MiB: 413, nothing applied.
+    let huge = Delivery::signed(
+        SECRET,
+        "huge",
+        &delta(&job, 2, &"x".repeat(1024 * 1024 + 1)),
+    );
+    assert_eq!(huge.send(&app.http, &url).await.0, 413);
+
+    // A sender rotating its key signs with the old and the new one: accepted.
+    let mut rotated = Delivery::signed(SECRET, "rot", &completed(&job, 2));
+    let old = sign(OTHER_SECRET, "rot", rotated.ts, &rotated.body);
+    rotated.signature = Some(format!("{old} {}", rotated.signature.unwrap()));
+    let (status, answer) = rotated.send(&app.http, &url).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
+    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    assert_eq!((end.kind(), end.field("text")), ("reply.completed", "held"));
+}
+
+#[tokio::test]
+async fn simulated_service_throughput() {
+    let app = spawn_app_with(|c| {
+        c.providers
+            .push(chatwire::config::ProviderConfig::simulated())
+    })
+    .await;
+    let conv = app.create_with("simulated").await;
+    let mut sse = app.sse(&conv, None).await;
+    let t0 = std::time::Instant::now();
+    app.post_ok(&conv, "/count 500").await;
+    let events = sse.events_until(is_reply_end).await;
+    let took = t0.elapsed();
+    assert_eq!(events.last().unwrap().field("text"), count_text(500));
+    eprintln!(
+        "simulated service, /count 500 (one signed callback per word, no delay): {took:?}, {:.0} callbacks/s",
+        501.0 / took.as_secs_f64()
+    );
+}
