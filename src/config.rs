@@ -85,6 +85,11 @@ pub struct Args {
     /// their replies in progress, streams end, connections close; then the process exits.
     #[arg(long, env = "CHATWIRE_SHUTDOWN_SECS", default_value_t = 10)]
     pub shutdown_secs: u64,
+
+    /// The base URL at which NLP services reach this server's webhook routes (e.g.
+    /// `https://chat.example.com`); default: `http://` and the address it listens on.
+    #[arg(long, env = "CHATWIRE_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// What the server runs with, resolved from [`Args`] and the provider file.
@@ -103,6 +108,8 @@ pub struct Config {
     /// Providers built in Rust code rather than named in the TOML file (a program that
     /// embeds chatwire, or a test); listed after the configured ones.
     pub extra_providers: ExtraProviders,
+    /// Where NLP services send callbacks; `None`: `http://` + the bound address.
+    pub public_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -118,6 +125,7 @@ impl std::fmt::Debug for Config {
             .field("keepalive", &self.keepalive)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("extra_providers", &self.extra_providers)
+            .field("public_url", &self.public_url.as_deref().map(redact_url))
             .finish()
     }
 }
@@ -157,6 +165,8 @@ pub struct Limits {
     /// Client addresses (or conversations) a rate limiter remembers at once; beyond it
     /// the ones that are back to a full allowance, then the least recent, are forgotten.
     pub rate_limit_keys: usize,
+    /// Largest webhook body accepted on `/webhooks/*`.
+    pub max_webhook_bytes: usize,
 }
 
 impl Default for Limits {
@@ -172,12 +182,15 @@ impl Default for Limits {
             max_conversations: 10_000,
             max_subscribers: 32,
             rate_limit_keys: 100_000,
+            max_webhook_bytes: 1024 * 1024,
         }
     }
 }
 
-/// One `[[providers]]` entry of the TOML file. Its `Debug` output redacts inline secrets.
-#[derive(Clone, Deserialize, PartialEq)]
+/// One `[[providers]]` entry of the TOML file. Which keys a kind uses, and their defaults,
+/// is checked by `crate::providers` at start-up (docs/providers.md lists them). Its `Debug`
+/// output redacts inline secrets.
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub name: String,
@@ -191,8 +204,18 @@ pub struct ProviderConfig {
     pub url: Option<String>,
     pub webhook_secret: Option<String>,
     pub webhook_secret_env: Option<String>,
-    /// Optional system prompt sent before the history (OpenAI kinds).
+    /// Optional system prompt sent before the history (OpenAI and webhook kinds).
     pub system_prompt: Option<String>,
+    /// What the page's picker shows; default: a label for the kind.
+    pub label: Option<String>,
+    /// Seconds to wait for the first piece of a reply.
+    pub first_delta_timeout_secs: Option<u64>,
+    /// Seconds of silence allowed between two pieces of a reply.
+    pub gap_timeout_secs: Option<u64>,
+    /// Seconds a whole reply may take.
+    pub reply_timeout_secs: Option<u64>,
+    /// Retries of a failed request, made only before the first piece of the reply.
+    pub retries: Option<u32>,
 }
 
 /// Shown instead of a secret in `Debug` output.
@@ -213,6 +236,11 @@ impl std::fmt::Debug for ProviderConfig {
             .field("webhook_secret", &hide(&self.webhook_secret))
             .field("webhook_secret_env", &self.webhook_secret_env)
             .field("system_prompt", &self.system_prompt)
+            .field("label", &self.label)
+            .field("first_delta_timeout_secs", &self.first_delta_timeout_secs)
+            .field("gap_timeout_secs", &self.gap_timeout_secs)
+            .field("reply_timeout_secs", &self.reply_timeout_secs)
+            .field("retries", &self.retries)
             .finish()
     }
 }
@@ -240,15 +268,17 @@ impl ProviderConfig {
         ProviderConfig {
             name: "offline".into(),
             kind: "offline".into(),
-            default: false,
-            base_url: None,
-            api_key: None,
-            api_key_env: None,
-            model: None,
-            url: None,
-            webhook_secret: None,
-            webhook_secret_env: None,
-            system_prompt: None,
+            ..ProviderConfig::default()
+        }
+    }
+
+    /// The built-in simulated NLP service, reached through the webhook callback protocol;
+    /// configured by default when no provider file is given.
+    pub fn simulated() -> Self {
+        ProviderConfig {
+            name: "simulated".into(),
+            kind: "simulated".into(),
+            ..ProviderConfig::default()
         }
     }
 }
@@ -263,7 +293,8 @@ impl Config {
                 })?;
                 parse_providers(&text)?
             }
-            None => Vec::new(),
+            // No file: the offline bot, and the simulated NLP service to show webhooks.
+            None => vec![ProviderConfig::simulated()],
         };
         if !providers.iter().any(|p| p.kind == "offline") {
             providers.insert(0, ProviderConfig::offline());
@@ -299,6 +330,7 @@ impl Config {
             keepalive: Duration::from_secs(args.keepalive_secs.max(1)),
             shutdown_timeout: Duration::from_secs(args.shutdown_secs),
             extra_providers: ExtraProviders::default(),
+            public_url: args.public_url,
         })
     }
 
@@ -320,6 +352,7 @@ impl Config {
             keepalive: Duration::from_secs(15),
             shutdown_timeout: Duration::from_secs(5),
             extra_providers: ExtraProviders::default(),
+            public_url: None,
         }
     }
 }

@@ -14,6 +14,9 @@ mod body;
 pub mod limit;
 mod pages;
 mod sse;
+mod webhooks;
+
+pub use webhooks::spawn_pruner;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -74,6 +77,7 @@ impl Limiters {
 /// All of chatwire's routes.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
+    let webhook_limit = DefaultBodyLimit::max(state.config.limits.max_webhook_bytes);
     Router::new()
         .route("/", get(pages::start))
         .route("/c/{id}", get(pages::chat))
@@ -86,6 +90,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/conversations/{id}/messages", post(api::post_message))
         .route("/api/conversations/{id}/interrupt", post(api::interrupt))
         .route("/api/conversations/{id}/events", get(sse::events))
+        .route(
+            "/webhooks/openai",
+            post(webhooks::openai).layer(webhook_limit),
+        )
+        .route("/webhooks/nlp", post(webhooks::nlp).layer(webhook_limit))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

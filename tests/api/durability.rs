@@ -185,16 +185,32 @@ async fn shutdown_is_bounded_even_with_a_reader_that_never_reads() {
     drop(server2);
 }
 
+const SECRET_PROVIDERS: &str = r#"
+[[providers]]
+name = "offline"
+kind = "offline"
+default = true
+
+[[providers]]
+name = "gpt"
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+api_key = "sk-NEVER-LOG-THIS-1"
+model = "m"
+
+[[providers]]
+name = "nlp"
+kind = "webhook"
+url = "http://user:NEVER-LOG-THIS-4@127.0.0.1:9/jobs"
+webhook_secret = "whsec_TkVWRVJfTE9HX1RISVNfMl9zZWNyZXQ="
+"#;
+
 #[tokio::test]
 async fn secrets_and_tokens_never_reach_the_log() {
     let db = TempDb::new("secrets");
     let config = std::env::temp_dir().join(format!("chatwire-secrets-{}.toml", std::process::id()));
-    std::fs::write(
-        &config,
-        "[[providers]]\nname = \"offline\"\nkind = \"offline\"\n\
-         api_key = \"sk-NEVER-LOG-THIS-1\"\nwebhook_secret = \"whsec_NEVER_LOG_THIS_2\"\n",
-    )
-    .unwrap();
+    // Providers with inline secrets (built, never called: nothing is posted to them).
+    std::fs::write(&config, SECRET_PROVIDERS).unwrap();
     let mut server = RealServer::start(
         &db.url(),
         &[
@@ -241,8 +257,9 @@ async fn secrets_and_tokens_never_reach_the_log() {
     for secret in [
         conv.token.as_str(),
         "sk-NEVER-LOG-THIS-1",
-        "whsec_NEVER_LOG_THIS_2",
+        "TkVWRVJfTE9HX1RISVNfMl9zZWNyZXQ",
         "wrong-token-NEVER-LOG-3",
+        "NEVER-LOG-THIS-4",
     ] {
         assert!(!log.contains(secret), "{secret} is in the log");
     }

@@ -44,7 +44,7 @@ impl Provider for Panicky {
             futures_util::stream::iter([ReplyEvent::Delta("fine".into()), ReplyEvent::Completed])
                 .boxed()
         };
-        Reply { events }
+        Reply::new(events)
     }
 }
 
