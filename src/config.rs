@@ -58,8 +58,9 @@ pub struct Args {
     pub messages_per_minute: u32,
 
     /// Requests one client address (an IPv4 address or an IPv6 /64) may make per minute
-    /// (429 with Retry-After beyond it; `/healthz` is exempt). 0 = no limit. Behind a reverse
-    /// proxy every client shares the proxy's address: raise this or turn it off there.
+    /// (429 with Retry-After beyond it; `/healthz` and the signed `/webhooks/*` are exempt).
+    /// 0 = no limit. Behind a reverse proxy every client shares the proxy's address: raise
+    /// this or turn it off there.
     #[arg(long, env = "CHATWIRE_REQUESTS_PER_MINUTE", default_value_t = 600)]
     pub requests_per_minute: u32,
 

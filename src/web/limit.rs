@@ -123,15 +123,22 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Middleware: the per-address limit. `/healthz` is exempt (probes must see the truth),
-/// and so is a request with no peer address (only in-process tests make those).
+/// Paths the per-address limit leaves alone: health probes must see the truth, and NLP
+/// services call `/webhooks/*` many times per reply from one address (those requests are
+/// signed, and a bad signature is refused cheaply).
+fn exempt(path: &str) -> bool {
+    path == "/healthz" || path.starts_with("/webhooks/")
+}
+
+/// Middleware: the per-address limit. Exempt paths (see [`exempt`]) and requests with no
+/// peer address (only in-process tests make those) are not counted.
 pub async fn per_client(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     if let Some(ip) = peer
-        && req.uri().path() != "/healthz"
+        && !exempt(req.uri().path())
         && let Err(wait) = state.limits.per_client.check(&client_key(ip))
     {
         return AppError::TooManyRequests {

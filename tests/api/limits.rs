@@ -45,9 +45,19 @@ async fn a_flood_from_one_address_gets_429_then_the_server_answers_again() {
     for resp in limited {
         assert_limited(resp, 2).await;
     }
-    // Health probes are not limited.
+    // Health probes are not limited, nor are NLP services' (signed) callbacks: an
+    // unsigned one is refused for its signature, not for the flood.
     let health = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    let callback = app
+        .http
+        .post(app.url("/webhooks/nlp"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(callback.status(), 429);
+    assert!(callback.status().is_client_error());
     // Once the bucket has a token again, requests are served.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let resp = app
