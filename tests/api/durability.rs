@@ -185,6 +185,15 @@ async fn shutdown_is_bounded_even_with_a_reader_that_never_reads() {
     drop(server2);
 }
 
+/// Removes a file when the test ends, passed or not.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 const SECRET_PROVIDERS: &str = r#"
 [[providers]]
 name = "offline"
@@ -208,7 +217,9 @@ webhook_secret = "whsec_TkVWRVJfTE9HX1RISVNfMl9zZWNyZXQ="
 #[tokio::test]
 async fn secrets_and_tokens_never_reach_the_log() {
     let db = TempDb::new("secrets");
-    let config = std::env::temp_dir().join(format!("chatwire-secrets-{}.toml", std::process::id()));
+    let config_file = TempDb::new("secrets-config");
+    let config = config_file.path.with_extension("toml");
+    let _remove_config = RemoveOnDrop(config.clone());
     // Providers with inline secrets (built, never called: nothing is posted to them).
     std::fs::write(&config, SECRET_PROVIDERS).unwrap();
     let mut server = RealServer::start(
@@ -249,7 +260,6 @@ async fn secrets_and_tokens_never_reach_the_log() {
     assert_eq!(wrong.status(), 404);
     let (status, _) = server.terminate().await;
     assert!(status.success());
-    let _ = std::fs::remove_file(&config);
 
     let log = server.log();
     assert!(log.contains("[redacted]"), "the configuration was logged");
