@@ -11,6 +11,8 @@ pub mod error;
 pub mod ids;
 pub mod metrics;
 pub mod providers;
+pub mod signature;
+pub mod simulator;
 pub mod storage;
 pub mod telemetry;
 pub mod web;

@@ -4,11 +4,18 @@
 //! The stream starts with one `retry:` hint, then what the actor handed over when we
 //! subscribed (a replay after `Last-Event-ID`, or a `sync` snapshot), then live frames —
 //! the same bytes for every subscriber, encoded once by the actor. Frames that are already
-//! waiting are written together. A reader that falls behind the live channel re-subscribes
-//! from the last event it was sent, so it never skips one. The stream ends when the
-//! conversation's actor stops (also at shutdown): its live channel closes once every frame
-//! the actor published, its last events included, has been read — so no stop signal needs
-//! polling for each frame.
+//! waiting are written together.
+//!
+//! Memory per stream is bounded whatever the reader's speed: the live channel is a ring
+//! of fixed size shared by all subscribers, the body is pulled only as fast as the socket
+//! takes it, and a reader that falls behind the ring re-subscribes from the last event it
+//! was sent, taking the replay a page at a time (or a `sync` if it is older than the
+//! replay window). It never skips an event, and other subscribers never wait for it.
+//!
+//! Each stream takes one of the conversation's limited subscriber places (429 when none
+//! is left). It ends, with a `retry:` hint, when the conversation's actor stops (also at
+//! shutdown): the live channel closes once every frame the actor published, its last
+//! events included, has been read — so no stop signal has to be polled for each frame.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -23,16 +30,19 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use super::auth::authorize;
 use crate::conversation::events::Frame;
-use crate::conversation::{ConversationHandle, Subscription};
+use crate::conversation::{ConversationHandle, Subscription, WatchSlot};
 use crate::error::AppError;
 use crate::metrics::{Metrics, OpenGuard};
 
 /// How long a browser waits before reconnecting after the stream drops.
 const RETRY_MS: u64 = 1000;
+/// The reconnect hint when the server is going away (give a restart time to come up).
+const RETRY_AFTER_SHUTDOWN_MS: u64 = 5000;
 /// Most bytes gathered into one write when frames are already waiting.
 const BATCH_BYTES: usize = 16 * 1024;
 
@@ -58,9 +68,14 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let conv = authorize(&state, &id, &headers, false).await?;
+    let slot = conv
+        .try_watch(state.config.limits.max_subscribers)
+        .ok_or(AppError::TooManySubscribers)?;
     let after = resume_point(&headers, &query);
     let sub = conv.subscribe(after).await?;
-    let stream = EventStream::new(conv, sub, state.config.keepalive, state.metrics.clone());
+    let mut stream = EventStream::new(conv, sub, state.config.keepalive, state.metrics.clone());
+    stream.slot = Some(slot);
+    stream.shutdown = Some(state.shutdown.clone());
     let body = Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
         s.next_chunk().await.map(|b| (Ok::<_, Infallible>(b), s))
     }));
@@ -82,8 +97,13 @@ struct EventStream {
     last_id: u64,
     keepalive: Interval,
     done: bool,
-    /// The live receiver skipped ahead; it must be replaced before it is read again.
+    /// The live receiver skipped ahead (or the replay continues on another page); it must
+    /// be replaced before it is read again.
     lagged: bool,
+    /// This stream's subscriber place, given back when it ends.
+    slot: Option<WatchSlot>,
+    /// The server's shutdown signal, to choose the reconnect hint.
+    shutdown: Option<CancellationToken>,
     metrics: Arc<Metrics>,
     /// Counts this stream in `chatwire_sse_streams_open` while it lives.
     _open: OpenGuard,
@@ -109,7 +129,9 @@ impl EventStream {
             last_id: sub.last_id,
             keepalive,
             done: false,
-            lagged: false,
+            lagged: sub.more,
+            slot: None,
+            shutdown: None,
             _open: metrics.sse_stream_opened(),
             metrics,
         }
@@ -125,7 +147,10 @@ impl EventStream {
         }
         loop {
             if self.lagged {
-                self.resubscribe().await?;
+                if self.resubscribe().await.is_none() {
+                    // The actor is gone: the client resumes from the next one.
+                    return Some(self.closing());
+                }
                 if let Some(b) = self.take_pending() {
                     return Some(b);
                 }
@@ -138,16 +163,51 @@ impl EventStream {
                             return Some(chunk);
                         }
                     }
-                    Err(RecvError::Lagged(_)) => self.lagged = true,
-                    // The actor stopped (idle, shutdown or panic), after its last event.
-                    Err(RecvError::Closed) => {
-                        self.done = true;
-                        return Some(Bytes::from_static(b": server closing this stream; reconnect\n\n"));
-                    }
+                    Err(RecvError::Lagged(_)) => self.fell_behind(),
+                    Err(RecvError::Closed) => return Some(self.closing()),
                 },
                 _ = self.keepalive.tick() => return Some(Bytes::from_static(b": keep-alive\n\n")),
             }
         }
+    }
+
+    /// The stream's last chunk: the actor's final events still in the live channel (it
+    /// stops only after publishing them), then a reconnect hint. Gives the place back.
+    fn closing(&mut self) -> Bytes {
+        self.done = true;
+        self.slot = None;
+        let mut out = BytesMut::new();
+        while !self.lagged {
+            match self.live.try_recv() {
+                Ok(frame) if frame.id > self.last_id => {
+                    self.last_id = frame.id;
+                    self.metrics.sse_events_sent(1);
+                    out.extend_from_slice(&frame.bytes);
+                }
+                Ok(_) => {}
+                // Behind: the client's resume (from the next actor's replay) fills the gap.
+                Err(TryRecvError::Lagged(_)) => self.lagged = true,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        let retry = if self.shutdown.as_ref().is_some_and(|s| s.is_cancelled()) {
+            RETRY_AFTER_SHUTDOWN_MS
+        } else {
+            RETRY_MS
+        };
+        out.extend_from_slice(
+            format!("retry: {retry}\n: server closing this stream; reconnect\n\n").as_bytes(),
+        );
+        out.freeze()
+    }
+
+    fn fell_behind(&mut self) {
+        tracing::debug!(
+            conversation = %self.conv.id(),
+            after = self.last_id,
+            "a slow reader fell behind; it resumes from the replay log"
+        );
+        self.lagged = true;
     }
 
     /// The frames waiting in `pending` (a replay, or what a re-subscription caught up),
@@ -179,7 +239,7 @@ impl EventStream {
         self.last_id = sub.last_id;
         self.metrics.sse_events_sent(sub.backlog.len() as u64);
         self.pending.extend(sub.backlog);
-        self.lagged = false;
+        self.lagged = sub.more;
         Some(())
     }
 
@@ -208,7 +268,7 @@ impl EventStream {
             if size < BATCH_BYTES {
                 match self.live.try_recv() {
                     Ok(f) => next = Some(f),
-                    Err(TryRecvError::Lagged(_)) => self.lagged = true,
+                    Err(TryRecvError::Lagged(_)) => self.fell_behind(),
                     // Closed: the next `recv` ends the stream.
                     Err(TryRecvError::Empty | TryRecvError::Closed) => {}
                 }
