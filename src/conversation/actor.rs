@@ -148,7 +148,10 @@ impl Actor {
     /// Runs until the server shuts down, the registry retires it, or the conversation has
     /// been idle long enough.
     pub(crate) async fn run(mut self) {
-        self.recover().await;
+        // Cold paths (start, commands, reservations, stop) are boxed: their futures hold
+        // storage queries, and inline they would make every idle actor's task several KiB.
+        // Reply events, the hot path, stay inline (their one storage write is boxed).
+        Box::pin(self.recover()).await;
         // One shutdown future for the whole loop: making a new one each turn (that is,
         // each token) takes the token's lock and joins and leaves its waiter list. It is
         // polled last, so only on turns where nothing else was ready (every poll of it
@@ -163,7 +166,7 @@ impl Actor {
                 biased;
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => {
-                        if let Flow::Stop = self.handle(cmd).await {
+                        if let Flow::Stop = Box::pin(self.handle(cmd)).await {
                             break;
                         }
                     }
@@ -190,10 +193,10 @@ impl Actor {
                 _ = &mut shutdown => break,
             }
             if self.reserve_needed {
-                self.reserve_event_ids().await;
+                Box::pin(self.reserve_event_ids()).await;
             }
         }
-        self.stop().await;
+        Box::pin(self.stop()).await;
     }
 
     async fn handle(&mut self, cmd: Command) -> Flow {
@@ -237,7 +240,7 @@ impl Actor {
                 callback,
                 ack,
             } => {
-                let _ = ack.send(self.provider_callback(&reply_id, callback));
+                let _ = ack.send(self.provider_callback(&reply_id, *callback));
             }
         }
         Flow::Continue
@@ -437,7 +440,7 @@ impl Actor {
             self.announce(PresenceFrame::interrupted(&msg.id));
         }
         self.set_bot(BotState::Idle);
-        if let Err(e) = self.store.update_message(&msg).await {
+        if let Err(e) = Box::pin(self.store.update_message(&msg)).await {
             tracing::error!(conversation = %self.id, error = %e, "cannot store finished reply");
         }
         Some(msg.id)

@@ -101,7 +101,8 @@ pub(crate) enum Command {
     /// still the one running.
     ProviderCallback {
         reply_id: String,
-        callback: Callback,
+        /// Boxed: every slot of every mailbox is as large as the largest command.
+        callback: Box<Callback>,
         ack: oneshot::Sender<CallbackAck>,
     },
     /// Stop now: the registry has chosen this idle actor to make room.
@@ -264,7 +265,7 @@ impl ConversationHandle {
     ) -> Result<CallbackAck, ActorError> {
         self.ask(|ack| Command::ProviderCallback {
             reply_id,
-            callback,
+            callback: Box::new(callback),
             ack,
         })
         .await
