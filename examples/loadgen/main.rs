@@ -82,7 +82,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 200)]
     flat_streams: usize,
     /// (d) Deltas per flat-out reply.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 10_000)]
     flat_words: u32,
     /// (e) Streams active while interrupts are timed.
     #[arg(long, default_value_t = 1_000)]

@@ -127,6 +127,27 @@ fn run_queue_wait(pid: u32) -> f64 {
     nanos as f64 / 1e9
 }
 
+/// Options that lift chatwire's abuse limits, for the builds that have them (asked
+/// with `--help`): all load comes from a few loopback addresses, the interrupt lanes post
+/// to one conversation many times a second, and 15,000 idle streams need 15,000 live
+/// conversations.
+fn limit_options(chatwire: &Path) -> Vec<&'static str> {
+    let help = std::process::Command::new(chatwire)
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    [
+        ("--requests-per-minute", "0"),
+        ("--messages-per-minute", "0"),
+        ("--max-conversations", "100000"),
+    ]
+    .into_iter()
+    .filter(|(name, _)| help.contains(name))
+    .flat_map(|(name, value)| [name, value])
+    .collect()
+}
+
 /// Which server a child runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -183,11 +204,7 @@ impl ServerProc {
                     .arg("3600")
                     .arg("--keepalive-secs")
                     .arg("15")
-                    // All load comes from a few loopback addresses, and the interrupt lanes
-                    // post to one conversation many times a second: the abuse limits would
-                    // answer 429. 15,000 idle streams need 15,000 live conversations.
-                    .args(["--requests-per-minute", "0", "--messages-per-minute", "0"])
-                    .args(["--max-conversations", "100000"])
+                    .args(limit_options(opt.chatwire))
                     .args(opt.extra_args);
                 c
             }

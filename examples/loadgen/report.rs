@@ -449,9 +449,11 @@ pub fn markdown(r: &Results) -> String {
         for (who, s) in [("chatwire", pair.cw()), ("floor", pair.fl())] {
             if let Some(s) = s.filter(|s| s.deltas > 0) {
                 notes.push(format!(
-                    "- {name} {who}: per delivered delta {:.2} read and {:.2} write system calls",
+                    "- {name} {who}: per delivered delta {:.2} read and {:.2} write system calls; \
+                     load generator busy {:.0} % of its core",
                     s.syscalls.0 as f64 / s.deltas as f64,
-                    s.syscalls.1 as f64 / s.deltas as f64
+                    s.syscalls.1 as f64 / s.deltas as f64,
+                    s.client_cpu_secs / s.secs.max(1e-9) * 100.0
                 ));
             }
         }

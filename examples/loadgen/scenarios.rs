@@ -337,12 +337,12 @@ pub async fn streaming(
                 }
             }
             settle().await;
-            let s0 = server.sample()?;
+            let s0 = (server.sample()?, crate::procs::sample(std::process::id())?);
             let asked = post_all(addr, &live, &format!("/count {words}")).await;
             (tasks, s0, asked)
         }
         Kind::Floor => {
-            let s0 = server.sample()?;
+            let s0 = (server.sample()?, crate::procs::sample(std::process::id())?);
             let path = format!("/events?n={words}&d={delay_ms}");
             (
                 floor_streams(addr, streams, path, delay, limit).await,
@@ -394,7 +394,7 @@ async fn finish_streaming(
     server: &ServerProc,
     streams: usize,
     tasks: Vec<JoinHandle<Follow>>,
-    s0: crate::procs::Sample,
+    (s0, client0): (crate::procs::Sample, crate::procs::Sample),
     asked: Vec<Option<Instant>>,
 ) -> io::Result<Streaming> {
     let mut follows = Vec::with_capacity(tasks.len());
@@ -402,7 +402,9 @@ async fn finish_streaming(
         follows.push(t.await.unwrap_or_default());
     }
     let s1 = server.sample()?;
+    let client1 = crate::procs::sample(std::process::id())?;
     let mut out = Streaming {
+        client_cpu_secs: client1.cpu - client0.cpu,
         streams,
         secs: millis(s1.at - s0.at) / 1e3,
         cpu_secs: s1.cpu - s0.cpu,

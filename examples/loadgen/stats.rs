@@ -68,6 +68,8 @@ pub struct Streaming {
     pub errors: usize,
     pub secs: f64,
     pub cpu_secs: f64,
+    /// The load generator's own CPU time in the window (to see whether it kept up).
+    pub client_cpu_secs: f64,
     /// Seconds the server was runnable but waited for its core (other load on the machine).
     pub cpu_wait_secs: f64,
     pub lateness: Dist,
