@@ -1,7 +1,7 @@
 //! `loadgen`: chatwire's load generator and benchmark.
 //!
-//! `cargo build --release && cargo run --release --example loadgen` starts
-//! `target/release/chatwire` (and then this tool's own bare-axum "floor" server) as child
+//! `cargo run --release --example loadgen` builds and starts `target/release/chatwire`
+//! (and then this tool's own bare-axum "floor" server) as child
 //! processes pinned to core 0, pins itself to core 1, drives each server only through its
 //! public HTTP/SSE/WebSocket interface, reads the server's CPU time and memory from
 //! `/proc/PID`, and prints a Markdown table of every figure beside the floor's and their
@@ -53,9 +53,13 @@ enum Sub {
 
 #[derive(clap::Args, Clone)]
 pub struct RunArgs {
-    /// The chatwire binary to measure.
-    #[arg(long, default_value = "target/release/chatwire")]
+    /// The chatwire binary to measure. Run through `cargo run`, the default one is
+    /// (re)built first with `cargo build --release --bin chatwire`.
+    #[arg(long, default_value = DEFAULT_SERVER)]
     server: PathBuf,
+    /// Do not build the chatwire binary first.
+    #[arg(long)]
+    no_build: bool,
     /// Scenarios to run (comma-separated): idle-sse, idle-ws, paced, flat, interrupts.
     #[arg(
         long,
@@ -107,6 +111,29 @@ pub struct RunArgs {
     log_dir: PathBuf,
 }
 
+const DEFAULT_SERVER: &str = "target/release/chatwire";
+
+/// Under `cargo run`, builds the default server binary so that a stale one is never
+/// measured (cargo builds an example without the package's binaries).
+fn build_server(args: &RunArgs) -> Result<(), String> {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(());
+    };
+    if args.no_build || args.server != std::path::Path::new(DEFAULT_SERVER) {
+        return Ok(());
+    }
+    log("building target/release/chatwire");
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--bin", "chatwire"])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo build --release --bin chatwire: {status}"))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Sub::Floor { addr }) = cli.sub {
@@ -123,6 +150,10 @@ fn main() -> ExitCode {
         };
     }
     let args = cli.run;
+    if let Err(e) = build_server(&args) {
+        eprintln!("loadgen: {e}");
+        return ExitCode::FAILURE;
+    }
     if !args.server.exists() {
         eprintln!(
             "loadgen: {} not found; build it first: cargo build --release",
