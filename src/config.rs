@@ -54,6 +54,10 @@ pub struct Args {
     #[arg(long, env = "CHATWIRE_KEEPALIVE_SECS", default_value_t = 15)]
     pub keepalive_secs: u64,
 
+    /// Seconds between WebSocket pings; a peer that answers nothing for two of them is dropped.
+    #[arg(long, env = "CHATWIRE_WS_PING_SECS", default_value_t = 25)]
+    pub ws_ping_secs: u64,
+
     /// Seconds that shutdown waits for conversations to store their state.
     #[arg(long, env = "CHATWIRE_SHUTDOWN_SECS", default_value_t = 10)]
     pub shutdown_secs: u64,
@@ -84,6 +88,8 @@ pub struct Limits {
     pub broadcast_capacity: usize,
     /// Commands waiting for one conversation actor.
     pub mailbox: usize,
+    /// Time between WebSocket pings; silence for two of them closes the socket.
+    pub ws_ping: Duration,
 }
 
 impl Default for Limits {
@@ -94,6 +100,7 @@ impl Default for Limits {
             replay_events: 1000,
             broadcast_capacity: 512,
             mailbox: 256,
+            ws_ping: Duration::from_secs(25),
         }
     }
 }
@@ -161,6 +168,7 @@ impl Config {
         let limits = Limits {
             max_message_bytes: args.max_message_bytes,
             max_body_bytes: (args.max_message_bytes * 4).max(64 * 1024),
+            ws_ping: Duration::from_secs(args.ws_ping_secs.max(1)),
             ..Limits::default()
         };
         Ok(Config {

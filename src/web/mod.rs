@@ -8,6 +8,7 @@ mod auth;
 mod body;
 mod pages;
 mod sse;
+mod ws;
 
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/conversations/{id}/messages", post(api::post_message))
         .route("/api/conversations/{id}/interrupt", post(api::interrupt))
         .route("/api/conversations/{id}/events", get(sse::events))
+        .route("/api/conversations/{id}/ws", get(ws::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
