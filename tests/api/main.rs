@@ -2,7 +2,9 @@
 //! public interface — HTTP, SSE and, in later modules, WebSocket and signed webhooks.
 
 mod helpers;
+mod ws_client;
 
 mod errors;
 mod pages;
 mod streaming;
+mod ws;

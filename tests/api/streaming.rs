@@ -5,15 +5,6 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
-/// Joins the `reply.delta` texts of `reply_id`.
-fn joined(events: &[SseItem], reply_id: &str) -> String {
-    events
-        .iter()
-        .filter(|e| e.kind() == "reply.delta" && e.field("reply_id") == reply_id)
-        .map(|e| e.field("text"))
-        .collect()
-}
-
 #[tokio::test]
 async fn count_500_streams_in_order_with_ids_rising_by_one() {
     let app = spawn_app().await;
