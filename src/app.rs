@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -93,6 +94,13 @@ impl Server {
 
 async fn serve(listener: TcpListener, state: AppState) {
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // Tokens and presence frames are small writes that must go out at once: without this,
+    // Nagle's algorithm holds one back until the peer's (delayed, ~40 ms) ACK arrives.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let token = state.shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
     let grace = state.config.shutdown_timeout;

@@ -12,12 +12,15 @@
 //! conversation stopping (1001, "going away", after the actor's last frames). In every case
 //! the participant stops counting as typing.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use bytes::Bytes;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::time::error::Elapsed;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
@@ -57,12 +60,30 @@ pub(super) struct Session {
     ping_every: Duration,
 }
 
+/// The actor's answer to an interrupt, awaited beside the loop.
+type Asking =
+    Pin<Box<dyn Future<Output = Result<Result<Option<String>, ActorError>, Elapsed>> + Send>>;
+
 /// What changes while the session runs.
 struct Live {
     socket: WebSocket,
     typing: TypingGate,
     strikes: Strikes,
     last_heard: Instant,
+    /// The interrupt in flight, if any. The actor answers after storing the reply; the loop
+    /// keeps forwarding presence (the `interrupted` frame comes first) meanwhile, and further
+    /// interrupts from this client while one is in flight are redundant and dropped.
+    interrupting: Option<Asking>,
+}
+
+/// The answer to the interrupt in flight; pending forever when there is none.
+async fn answer(
+    asking: &mut Option<Asking>,
+) -> Result<Result<Option<String>, ActorError>, Elapsed> {
+    match asking {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Session {
@@ -90,6 +111,7 @@ impl Session {
             typing: TypingGate::default(),
             strikes: Strikes::new(now),
             last_heard: now,
+            interrupting: None,
         };
         tracing::debug!(conversation = %self.conv.id(), participant = %self.me, "WebSocket open");
         let end = match self.greet(&mut live).await {
@@ -166,6 +188,12 @@ impl Session {
                         return End::Gone;
                     }
                 }
+                answered = answer(&mut live.interrupting) => {
+                    live.interrupting = None;
+                    if let Some(end) = self.interrupted(live, answered).await {
+                        return end;
+                    }
+                }
                 _ = sleep_until(typing_due.unwrap_or_else(Instant::now)), if typing_due.is_some() => {
                     if let Some(active) = live.typing.take_due(Instant::now()) {
                         self.conv.typing(self.me.clone(), active);
@@ -191,7 +219,15 @@ impl Session {
                 }
                 None
             }
-            Ok(ClientFrame::Interrupt) => self.interrupt(live).await,
+            Ok(ClientFrame::Interrupt) => {
+                if live.interrupting.is_none() {
+                    let conv = self.conv.clone();
+                    live.interrupting = Some(Box::pin(async move {
+                        timeout(ASK_TIMEOUT, conv.interrupt()).await
+                    }));
+                }
+                None
+            }
             Err(e) => {
                 if live.strikes.hit(Instant::now()) {
                     return Some(End::Close(close_code::POLICY, "too many bad frames"));
@@ -201,11 +237,15 @@ impl Session {
         }
     }
 
-    /// Stops the reply in progress through the actor. The actor announces `interrupted` to
-    /// every participant (this one too) on the presence channel; with no reply running
-    /// nothing happens and nothing is sent.
-    async fn interrupt(&mut self, live: &mut Live) -> Option<End> {
-        match timeout(ASK_TIMEOUT, self.conv.interrupt()).await {
+    /// The actor answered an interrupt. It announces `interrupted` to every participant
+    /// (this one too) on the presence channel itself; with no reply running nothing
+    /// happened and nothing is sent.
+    async fn interrupted(
+        &mut self,
+        live: &mut Live,
+        answered: Result<Result<Option<String>, ActorError>, Elapsed>,
+    ) -> Option<End> {
+        match answered {
             Ok(Ok(_)) => None,
             Ok(Err(ActorError::Busy)) => self.error(live, &FrameError::BUSY).await,
             Ok(Err(_)) | Err(_) => Some(End::Close(close_code::AWAY, "conversation unavailable")),
