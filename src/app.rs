@@ -1,8 +1,9 @@
 //! Putting the server together: storage, providers, the registry, the router; serving
 //! until a signal; and a graceful, bounded shutdown.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
@@ -10,12 +11,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::conversation::Registry;
 use crate::error::StartupError;
-use crate::providers::{ProviderContext, Providers};
+use crate::providers::{Jobs, ProviderContext, Providers};
+use crate::signature::Secret;
+use crate::simulator;
 use crate::storage::Store;
-use crate::web::{AppState, router};
+use crate::web::{AppState, Limiters, router};
 
 /// A server that is listening; dropping it does not stop it, [`Server::shutdown`] does.
 pub struct Server {
@@ -41,12 +44,6 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 impl Server {
     /// Opens storage, builds the providers and starts serving on `config.addr`.
     pub async fn start(config: Config) -> Result<Server, StartupError> {
-        let providers = Providers::from_config(
-            &config.providers,
-            &ProviderContext {
-                offline_delay: config.offline_delay,
-            },
-        )?;
         let store = Store::connect(&config.db).await?;
         let abandoned = store.mark_abandoned_replies().await?;
         if abandoned > 0 {
@@ -59,6 +56,15 @@ impl Server {
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        // Providers come after the bind: callback providers tell NLP services our address.
+        let providers = match build_providers(&config, addr, &store, &tracker, &shutdown).await {
+            Ok(p) => p,
+            Err(e) => {
+                shutdown.cancel();
+                return Err(e);
+            }
+        };
+        crate::web::spawn_pruner(store.clone(), &tracker, shutdown.clone());
         let registry = Registry::new(
             store.clone(),
             providers.clone(),
@@ -68,6 +74,7 @@ impl Server {
             tracker.clone(),
         );
         let state = AppState {
+            limits: Arc::new(Limiters::new(&config.limits)),
             config: Arc::new(config),
             registry,
             providers,
@@ -92,6 +99,65 @@ impl Server {
     }
 }
 
+/// The base URL NLP services use to reach us: `--public-url`, else our bound address
+/// (a wildcard address becomes loopback, which is all that can be assumed to work).
+fn public_url(config: &Config, addr: SocketAddr) -> String {
+    if let Some(url) = &config.public_url {
+        return url.trim_end_matches('/').to_string();
+    }
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => IpAddr::from([127, 0, 0, 1]),
+        ip if ip.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Starts the simulated NLP service if an entry uses it, then builds every provider.
+async fn build_providers(
+    config: &Config,
+    addr: SocketAddr,
+    store: &Store,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<Providers, StartupError> {
+    let simulator = match config.providers.iter().find(|p| p.kind == "simulated") {
+        Some(entry) => {
+            let secret = match config::secret(
+                entry,
+                &entry.webhook_secret,
+                &entry.webhook_secret_env,
+                "webhook_secret",
+            )? {
+                Some(text) => Secret::parse(&text).map_err(|e| StartupError::Provider {
+                    name: entry.name.clone(),
+                    message: format!("`webhook_secret` {e}"),
+                })?,
+                // Only this process signs and verifies with it: any fresh key will do.
+                None => Secret::generate().0,
+            };
+            Some(simulator::start(secret, config.offline_delay, tracker, shutdown.clone()).await?)
+        }
+        None => None,
+    };
+    let ctx = ProviderContext {
+        offline_delay: config.offline_delay,
+        public_url: public_url(config, addr),
+        jobs: Arc::new(Jobs::new(store.clone(), tracker.clone())),
+        simulator,
+    };
+    Providers::from_config(&config.providers, &ctx)?.with_extra(&config.extra_providers.0)
+}
+
+/// Serves until the shutdown token is cancelled, then shuts down gracefully within
+/// `shutdown_timeout` in all:
+/// 1. new requests get 503 `shutting_down` and no new connection is accepted;
+/// 2. every conversation actor interrupts its reply in progress, stores it (and its
+///    recent events) and ends; SSE streams carry the actor's last events, then end with
+///    a `retry:` hint; tracked tasks (actors, WebSocket sessions) see the same token;
+/// 3. open connections drain, tracked tasks finish, storage is closed.
+///
+/// Whatever is still running when the time is up is dropped with the runtime.
 async fn serve(listener: TcpListener, state: AppState) {
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     // Tokens and presence frames are small writes that must go out at once: without this,
@@ -103,34 +169,55 @@ async fn serve(listener: TcpListener, state: AppState) {
     });
     let token = state.shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
-    let grace = state.config.shutdown_timeout;
     let server = async move {
         if let Err(e) = server.await {
             tracing::error!(error = %e, "server error");
         }
     };
     tokio::pin!(server);
-    tokio::select! {
-        _ = &mut server => {}
-        _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("connections still open after the grace period; closing them");
-        }
-    }
-    // SSE streams and WebSocket sessions watch the token; actors store what is in progress.
+    let server_ended = tokio::select! {
+        _ = &mut server => true,
+        _ = token.cancelled() => false,
+    };
+    token.cancel();
+    let deadline = tokio::time::Instant::now() + state.config.shutdown_timeout;
     state.tracker.close();
-    if tokio::time::timeout(grace, state.tracker.wait())
+    let drained = tokio::time::timeout_at(deadline, async {
+        let connections = async {
+            if !server_ended {
+                (&mut server).await;
+            }
+        };
+        tokio::join!(connections, state.tracker.wait());
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open_tasks = state.tracker.len(),
+            "shutdown grace period over; closing what is left"
+        );
+    }
+    // Writes in flight finish; the bound keeps a stuck database from holding the exit.
+    if tokio::time::timeout(Duration::from_secs(2), state.store.close())
         .await
         .is_err()
     {
-        tracing::warn!("some conversations did not stop within the grace period");
+        tracing::warn!("storage did not close in time");
     }
-    state.store.close().await;
     tracing::info!("chatwire stopped");
 }
 
-/// Runs the server until SIGINT or SIGTERM.
+/// Runs the server until SIGINT or SIGTERM. Prints `chatwire is listening on http://ADDR`
+/// on standard output once it accepts connections (scripts and tests read the port there).
 pub async fn run(config: Config) -> Result<(), StartupError> {
+    tracing::debug!(?config, "configuration");
     let server = Server::start(config).await?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "chatwire is listening on http://{}", server.addr);
+        let _ = out.flush();
+    }
     let token = server.state.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -127,7 +127,7 @@ async fn interrupt_mid_reply(over_ws: bool) {
     let last = seen.last().unwrap();
     assert_eq!(last.kind(), "reply.interrupted");
     assert_eq!(last.field("reply_id"), reply);
-    let delivered = joined(&seen, &reply);
+    let delivered = joined_deltas(&seen, &reply);
     assert_eq!(last.field("text"), delivered, "exactly the delivered text");
     assert!(delivered.starts_with(&count_text(20)));
     assert!(delivered.len() < count_text(5000).len());
@@ -282,6 +282,35 @@ async fn upgrades_are_checked_like_every_conversation_route() {
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["code"], "bad_request");
+}
+
+#[tokio::test]
+async fn sockets_take_subscriber_places_and_give_them_back() {
+    let app = spawn_app_with(|c| c.limits.max_subscribers = 2).await;
+    let conv = app.create().await;
+    let _sse = app.sse(&conv, None).await;
+    let mut a = app.ws(&conv).await;
+    a.hello().await;
+    let full = app.ws_request(&conv.id, Cred::Bearer(&conv));
+    assert_eq!(app.ws_refused(full).await, 429);
+    a.close().await;
+    // The place comes back once the session has ended.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match app
+            .ws_connect(app.ws_request(&conv.id, Cred::Bearer(&conv)))
+            .await
+        {
+            Ok(mut b) => {
+                b.hello().await;
+                break;
+            }
+            Err(_) => {
+                assert!(Instant::now() < deadline, "the place never came back");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 }
 
 #[tokio::test]

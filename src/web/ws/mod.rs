@@ -55,6 +55,11 @@ pub async fn upgrade(
     if state.shutdown.is_cancelled() {
         return Err(AppError::ShuttingDown);
     }
+    // A socket is a subscriber like an SSE stream: it takes one of the conversation's
+    // places (given back when the session ends), which bounds the typing fan-out too.
+    let slot = conv
+        .try_watch(state.config.limits.max_subscribers)
+        .ok_or(AppError::TooManySubscribers)?;
     // Joined before the 101, so a busy conversation is a 503 rather than a dead socket, and
     // nothing announced between now and the first frame is missed.
     let presence = conv.join().await?;
@@ -70,7 +75,7 @@ pub async fn upgrade(
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| async move {
             session.run(socket).await;
-            drop(tracked);
+            drop((slot, tracked));
         })
         .into_response())
 }
