@@ -7,6 +7,7 @@
 //! channel before the 101 is sent, then runs as a tracked task (`session.rs`) so shutdown
 //! can close it cleanly. Limits here keep an idle socket at a few kilobytes.
 
+mod close;
 mod protocol;
 mod session;
 mod throttle;

@@ -4,8 +4,9 @@
 //! (leaving out this participant's own typing), pings, and releases held typing reports.
 //! It never blocks the actor: typing goes in with `try_send` and presence comes out of a
 //! broadcast channel, where falling behind only loses ephemeral frames (and we re-join to
-//! learn the current state). Every write is bounded by a timeout, so a peer that stops
-//! reading costs at most that long.
+//! learn the current state). An interrupt goes to the actor and its answer is awaited
+//! beside the loop, one at a time, so presence keeps flowing meanwhile. Every write is
+//! bounded by a timeout, so a peer that stops reading costs at most that long.
 //!
 //! Endings: the client closes (we echo and read to the end), bad input in bulk (1008),
 //! oversize or broken frames (1009/1007/1002), no answer to two pings, or the server or the
@@ -17,38 +18,23 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use axum::extract::ws::{Message, WebSocket, close_code};
 use bytes::Bytes;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::time::error::Elapsed;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
+use super::close::{End, finish, read_error, send};
 use super::protocol::{self, ClientFrame, FrameError};
 use super::throttle::{Strikes, TypingGate};
 use crate::config::Config;
 use crate::conversation::{ActorError, BotState, ConversationHandle, Presence, PresenceFrame};
 
-/// Longest wait for one write to the client.
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for the actor to answer (interrupt, re-join).
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest wait for the client's half of the close handshake.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// At shutdown, how long we wait for the actor's last frames before closing.
 const FAREWELL_WAIT: Duration = Duration::from_secs(1);
-
-/// How a session ends.
-enum End {
-    /// The client sent Close: its echo is queued; read on until the stream ends.
-    PeerClosed,
-    /// We close: send Close with this code, then read until the client's Close.
-    Close(u16, &'static str),
-    /// The client stopped answering: send Close if it goes out quickly, then drop.
-    Dead,
-    /// The connection is already unusable.
-    Gone,
-}
 
 pub(super) struct Session {
     conv: ConversationHandle,
@@ -310,57 +296,4 @@ impl Session {
             }
         }
     }
-}
-
-/// One write, bounded in time.
-async fn send(socket: &mut WebSocket, msg: Message) -> bool {
-    matches!(timeout(SEND_TIMEOUT, socket.send(msg)).await, Ok(Ok(())))
-}
-
-/// A read failed: close with the fitting code if the connection still works.
-fn read_error(e: axum::Error) -> End {
-    use tungstenite::error::{Error as WsError, ProtocolError};
-    let e = e.into_inner();
-    match e.downcast_ref::<WsError>() {
-        Some(WsError::Capacity(_)) => End::Close(close_code::SIZE, "message too big"),
-        Some(WsError::Utf8(_)) => End::Close(close_code::INVALID, "invalid UTF-8"),
-        Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => End::Gone,
-        Some(WsError::Protocol(_)) => End::Close(close_code::PROTOCOL, "protocol error"),
-        _ => {
-            tracing::debug!(error = %e, "WebSocket read failed");
-            End::Gone
-        }
-    }
-}
-
-/// Completes the close handshake, bounded: after our Close (or the echo of the client's),
-/// read until the stream ends so the TCP connection is closed cleanly, by us.
-async fn finish(mut socket: WebSocket, end: End) {
-    let (code, reason) = match end {
-        End::Gone => return,
-        End::PeerClosed => (None, ""),
-        End::Close(code, reason) => (Some(code), reason),
-        End::Dead => {
-            // Nobody is listening: one short try, no handshake.
-            let close = close_frame(close_code::AWAY, "no answer to pings");
-            let _ = timeout(Duration::from_secs(1), socket.send(close)).await;
-            return;
-        }
-    };
-    if let Some(code) = code
-        && !send(&mut socket, close_frame(code, reason)).await
-    {
-        return;
-    }
-    let _ = timeout(CLOSE_TIMEOUT, async {
-        while let Some(Ok(_)) = socket.recv().await {}
-    })
-    .await;
-}
-
-fn close_frame(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    }))
 }
