@@ -116,8 +116,10 @@ export function scenario(name, opts, body) {
     } finally {
       if (!ok) {
         await saveScreenshots(context, name, t);
-        t.diagnostic(`browser console (errors and warnings):\n${consoleLines.join('\n')}`);
-        t.diagnostic(`server log (last lines):\n${server.tail()}`);
+        t.diagnostic('browser console (errors and warnings):');
+        for (const line of consoleLines) t.diagnostic(`  ${line}`);
+        t.diagnostic('server log (last lines):');
+        for (const line of server.tail().split('\n')) t.diagnostic(`  ${line}`);
       }
       if (browser) await browser.close().catch(() => {});
       await server.stop();

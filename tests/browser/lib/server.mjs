@@ -94,7 +94,7 @@ export class ChatServer {
     const proc = spawn(BIN, args, {
       cwd: this.dir || REPO_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', NO_COLOR: '1' },
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' },
     });
     this.proc = proc;
     this.exited = new Promise((r) => proc.once('exit', (code, signal) => r({ code, signal })));
