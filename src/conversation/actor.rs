@@ -30,6 +30,8 @@ pub(crate) const EVENT_ID_BLOCK: u64 = 10_000;
 struct ActiveReply {
     /// Index of the reply in `messages`.
     index: usize,
+    /// The reply's id, shared so that publishing a delta allocates nothing for it.
+    id: Arc<str>,
     events: BoxStream<'static, ReplyEvent>,
     checkpointed_len: usize,
 }
@@ -108,6 +110,7 @@ impl Actor {
         checkpoint.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let typing_expiry = self.typists.next_expiry();
+            let idle_at = self.last_active + self.idle_timeout;
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break,
@@ -117,12 +120,14 @@ impl Actor {
                 },
                 ev = next_reply_event(&mut self.reply) => self.on_reply_event(ev).await,
                 _ = checkpoint.tick(), if self.reply.is_some() => self.checkpoint(),
-                _ = sleep_until(typing_expiry.unwrap_or_else(Instant::now)), if typing_expiry.is_some() => {
+                // Timers are built inside async blocks so that no timer is created on the
+                // hot path (per delta) while their branch is disabled.
+                _ = async { sleep_until(typing_expiry.unwrap_or(idle_at)).await }, if typing_expiry.is_some() => {
                     for who in self.typists.expire(Instant::now()) {
                         self.announce(PresenceFrame::typing(&who, false));
                     }
                 }
-                _ = sleep_until(self.last_active + self.idle_timeout), if self.reply.is_none() => {
+                _ = async { sleep_until(idle_at).await }, if self.reply.is_none() => {
                     if self.events.receiver_count() == 0 && self.presence.receiver_count() == 0 {
                         tracing::debug!(conversation = %self.id, "idle; stopping");
                         break;
@@ -275,6 +280,7 @@ impl Actor {
         });
         self.reply = Some(ActiveReply {
             index: self.messages.len() - 1,
+            id: reply_id.as_str().into(),
             events: stream.events,
             checkpointed_len: 0,
         });
@@ -288,16 +294,15 @@ impl Actor {
     async fn on_reply_event(&mut self, ev: Option<ReplyEvent>) {
         match ev {
             Some(ReplyEvent::Delta(text)) => {
-                let Some(index) = self.reply.as_ref().map(|r| r.index) else {
+                let Some((index, reply_id)) = self.reply.as_ref().map(|r| (r.index, r.id.clone()))
+                else {
                     return;
                 };
                 if text.is_empty() {
                     return;
                 }
                 self.set_bot(BotState::Streaming);
-                let msg = &mut self.messages[index];
-                msg.text.push_str(&text);
-                let reply_id = msg.id.clone();
+                self.messages[index].text.push_str(&text);
                 self.publish(Event::ReplyDelta {
                     reply_id: &reply_id,
                     text: &text,
