@@ -129,7 +129,9 @@
   function renderConnection() {
     let s = 'offline';
     let label = 'offline';
-    const sseRetrying = state.es && state.es.readyState === EventSource.CONNECTING;
+    // CONNECTING: the browser retries by itself; a pending timer: we retry (after a non-200).
+    const sseRetrying = state.sseTimer !== 0
+      || (state.es && state.es.readyState === EventSource.CONNECTING);
     if (state.sseOpen) {
       s = label = 'live';
     } else if (navigator.onLine !== false && (state.wsOpen || sseRetrying)) {
@@ -230,6 +232,7 @@
 
   function connectSse() {
     clearTimeout(state.sseTimer);
+    state.sseTimer = 0;
     if (state.es) state.es.close();
     const es = new EventSource(`${api}/events?last_event_id=${state.lastEventId}`);
     state.es = es;

@@ -56,3 +56,30 @@ scenario('server restart: reconnecting, then live again, nothing lost', { server
   );
   assert.equal((await serverConversation(context, id)).messages.length, 4);
 });
+
+scenario('events stream refused (503): the page keeps retrying and comes back live', { server: { delayMs: 5 } }, async ({ page, context }) => {
+  // The first two connections to the event stream are answered 503 (as a busy server
+  // would): EventSource gives up on a non-200 answer, so the page itself must retry.
+  let refused = 0;
+  await context.route(/\/api\/conversations\/[^/]+\/events/, (route) => {
+    if (refused < 2) {
+      refused += 1;
+      return route.fulfill({
+        status: 503,
+        contentType: 'application/json',
+        body: '{"error":{"code":"unavailable","message":"busy, try again"}}',
+      });
+    }
+    return route.continue();
+  });
+  await page.goto('/');
+  await page.waitForURL(/\/c\/[^/]+$/);
+  await page.waitForFunction(() => window.__cw && true);
+  await waitConnection(page, 'reconnecting');
+  await waitConnection(page, 'live', 15_000);
+  assert.equal(refused, 2);
+
+  await send(page, '/count 7');
+  const reply = await waitAssistant(page, { status: 'complete' });
+  assert.equal(reply.text, countText(7));
+});
