@@ -34,7 +34,7 @@ scenario('second tab: typing in one shows the typing indicator in the other', { 
   // refreshes "typing" every 2 s, so a socket that opens mid-typing still gets it.
   const composer = a.locator(sel.composer);
   await composer.click();
-  const typing = composer.pressSequentially('hello from the other tab, are you there?', { delay: 100 });
+  const typing = composer.pressSequentially('hello from the other tab, are you there?', { delay: 60 });
   await b.locator(sel.typing).waitFor({ state: 'visible', timeout: 8000 });
   await typing;
   assert.equal(await a.locator(sel.typing).isVisible(), false, 'a tab never sees its own typing');
@@ -52,8 +52,8 @@ scenario('second tab: typing in one shows the typing indicator in the other', { 
   await a.locator(sel.typing).waitFor({ state: 'hidden', timeout: 5000 });
 });
 
-scenario('second tab: sees the reply stream live, word by word', { server: { delayMs: 10 } }, async ({ page: a, newPage }) => {
-  const N = 300;
+scenario('second tab: sees the reply stream live, word by word', { server: { delayMs: 8 } }, async ({ page: a, newPage }) => {
+  const N = 250;
   const b = await secondTab(a, newPage);
   await send(a, `/count ${N}`);
 
