@@ -1,7 +1,7 @@
 //! Putting the server together: storage, providers, the registry, the router; serving
 //! until a signal; and a graceful, bounded shutdown.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
@@ -9,10 +9,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::conversation::Registry;
 use crate::error::StartupError;
-use crate::providers::{ProviderContext, Providers};
+use crate::providers::{Jobs, ProviderContext, Providers};
+use crate::signature::Secret;
+use crate::simulator;
 use crate::storage::Store;
 use crate::web::{AppState, router};
 
@@ -40,12 +42,6 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 impl Server {
     /// Opens storage, builds the providers and starts serving on `config.addr`.
     pub async fn start(config: Config) -> Result<Server, StartupError> {
-        let providers = Providers::from_config(
-            &config.providers,
-            &ProviderContext {
-                offline_delay: config.offline_delay,
-            },
-        )?;
         let store = Store::connect(&config.db).await?;
         let abandoned = store.mark_abandoned_replies().await?;
         if abandoned > 0 {
@@ -58,6 +54,15 @@ impl Server {
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        // Providers come after the bind: callback providers tell NLP services our address.
+        let providers = match build_providers(&config, addr, &store, &tracker, &shutdown).await {
+            Ok(p) => p,
+            Err(e) => {
+                shutdown.cancel();
+                return Err(e);
+            }
+        };
+        crate::web::spawn_pruner(store.clone(), &tracker, shutdown.clone());
         let registry = Registry::new(
             store.clone(),
             providers.clone(),
@@ -89,6 +94,56 @@ impl Server {
     pub async fn wait(self) {
         let _ = self.task.await;
     }
+}
+
+/// The base URL NLP services use to reach us: `--public-url`, else our bound address
+/// (a wildcard address becomes loopback, which is all that can be assumed to work).
+fn public_url(config: &Config, addr: SocketAddr) -> String {
+    if let Some(url) = &config.public_url {
+        return url.trim_end_matches('/').to_string();
+    }
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => IpAddr::from([127, 0, 0, 1]),
+        ip if ip.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Starts the simulated NLP service if an entry uses it, then builds every provider.
+async fn build_providers(
+    config: &Config,
+    addr: SocketAddr,
+    store: &Store,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<Providers, StartupError> {
+    let simulator = match config.providers.iter().find(|p| p.kind == "simulated") {
+        Some(entry) => {
+            let secret = match config::secret(
+                entry,
+                &entry.webhook_secret,
+                &entry.webhook_secret_env,
+                "webhook_secret",
+            )? {
+                Some(text) => Secret::parse(&text).map_err(|e| StartupError::Provider {
+                    name: entry.name.clone(),
+                    message: format!("`webhook_secret` {e}"),
+                })?,
+                // Only this process signs and verifies with it: any fresh key will do.
+                None => Secret::generate().0,
+            };
+            Some(simulator::start(secret, config.offline_delay, tracker, shutdown.clone()).await?)
+        }
+        None => None,
+    };
+    let ctx = ProviderContext {
+        offline_delay: config.offline_delay,
+        public_url: public_url(config, addr),
+        jobs: Arc::new(Jobs::new(store.clone(), tracker.clone())),
+        simulator,
+    };
+    Providers::from_config(&config.providers, &ctx)
 }
 
 async fn serve(listener: TcpListener, state: AppState) {

@@ -57,6 +57,11 @@ pub struct Args {
     /// Seconds that shutdown waits for conversations to store their state.
     #[arg(long, env = "CHATWIRE_SHUTDOWN_SECS", default_value_t = 10)]
     pub shutdown_secs: u64,
+
+    /// The base URL at which NLP services reach this server's webhook routes (e.g.
+    /// `https://chat.example.com`); default: `http://` and the address it listens on.
+    #[arg(long, env = "CHATWIRE_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// What the server runs with, resolved from [`Args`] and the provider file.
@@ -71,6 +76,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub keepalive: Duration,
     pub shutdown_timeout: Duration,
+    /// Where NLP services send callbacks; `None`: `http://` + the bound address.
+    pub public_url: Option<String>,
 }
 
 /// Bounds on what one client or conversation may use.
@@ -84,6 +91,8 @@ pub struct Limits {
     pub broadcast_capacity: usize,
     /// Commands waiting for one conversation actor.
     pub mailbox: usize,
+    /// Largest webhook body accepted on `/webhooks/*`.
+    pub max_webhook_bytes: usize,
 }
 
 impl Default for Limits {
@@ -94,12 +103,14 @@ impl Default for Limits {
             replay_events: 1000,
             broadcast_capacity: 512,
             mailbox: 256,
+            max_webhook_bytes: 1024 * 1024,
         }
     }
 }
 
-/// One `[[providers]]` entry of the TOML file.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// One `[[providers]]` entry of the TOML file. Which keys a kind uses, and their defaults,
+/// is checked by `crate::providers` at start-up (docs/providers.md lists them).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub name: String,
@@ -113,8 +124,18 @@ pub struct ProviderConfig {
     pub url: Option<String>,
     pub webhook_secret: Option<String>,
     pub webhook_secret_env: Option<String>,
-    /// Optional system prompt sent before the history (OpenAI kinds).
+    /// Optional system prompt sent before the history (OpenAI and webhook kinds).
     pub system_prompt: Option<String>,
+    /// What the page's picker shows; default: a label for the kind.
+    pub label: Option<String>,
+    /// Seconds to wait for the first piece of a reply.
+    pub first_delta_timeout_secs: Option<u64>,
+    /// Seconds of silence allowed between two pieces of a reply.
+    pub gap_timeout_secs: Option<u64>,
+    /// Seconds a whole reply may take.
+    pub reply_timeout_secs: Option<u64>,
+    /// Retries of a failed request, made only before the first piece of the reply.
+    pub retries: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,15 +151,17 @@ impl ProviderConfig {
         ProviderConfig {
             name: "offline".into(),
             kind: "offline".into(),
-            default: false,
-            base_url: None,
-            api_key: None,
-            api_key_env: None,
-            model: None,
-            url: None,
-            webhook_secret: None,
-            webhook_secret_env: None,
-            system_prompt: None,
+            ..ProviderConfig::default()
+        }
+    }
+
+    /// The built-in simulated NLP service, reached through the webhook callback protocol;
+    /// configured by default when no provider file is given.
+    pub fn simulated() -> Self {
+        ProviderConfig {
+            name: "simulated".into(),
+            kind: "simulated".into(),
+            ..ProviderConfig::default()
         }
     }
 }
@@ -153,7 +176,8 @@ impl Config {
                 })?;
                 parse_providers(&text)?
             }
-            None => Vec::new(),
+            // No file: the offline bot, and the simulated NLP service to show webhooks.
+            None => vec![ProviderConfig::simulated()],
         };
         if !providers.iter().any(|p| p.kind == "offline") {
             providers.insert(0, ProviderConfig::offline());
@@ -173,6 +197,7 @@ impl Config {
             idle_timeout: Duration::from_secs(args.idle_secs),
             keepalive: Duration::from_secs(args.keepalive_secs.max(1)),
             shutdown_timeout: Duration::from_secs(args.shutdown_secs),
+            public_url: args.public_url,
         })
     }
 
@@ -188,6 +213,7 @@ impl Config {
             idle_timeout: Duration::from_secs(300),
             keepalive: Duration::from_secs(15),
             shutdown_timeout: Duration::from_secs(5),
+            public_url: None,
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum AppError {
     MethodNotAllowed,
     #[error("missing or wrong credential")]
     Unauthorized,
+    /// A webhook that is unsigned, wrongly signed or stale.
+    #[error("webhook refused: {0}")]
+    InvalidSignature(String),
     #[error("this origin may not do that")]
     ForbiddenOrigin,
     #[error("too many requests")]
@@ -56,6 +59,7 @@ impl AppError {
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::InvalidSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             AppError::ForbiddenOrigin => (StatusCode::FORBIDDEN, "forbidden_origin"),
             AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),

@@ -36,6 +36,11 @@ pub fn participant_id() -> String {
     format!("p_{}", random_b64(9))
 }
 
+/// A random id with a prefix, e.g. `job_…` or `msg_…` (`bytes` random bytes, URL-safe).
+pub fn prefixed(prefix: &str, bytes: usize) -> String {
+    format!("{prefix}{}", random_b64(bytes))
+}
+
 /// The stored form of a token.
 pub fn token_hash(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))

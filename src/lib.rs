@@ -10,6 +10,8 @@ pub mod conversation;
 pub mod error;
 pub mod ids;
 pub mod providers;
+pub mod signature;
+pub mod simulator;
 pub mod storage;
 pub mod telemetry;
 pub mod web;

@@ -19,7 +19,7 @@ use super::events::{Event, Frame, Replay, ReplayLog};
 use super::handle::{ActorError, Command, Posted, Presence, Snapshot, Subscription};
 use super::message::{Message, Status};
 use super::presence::{BotState, PresenceFrame, Typists};
-use crate::providers::{Provider, ReplyEvent, ReplyRequest, Turn};
+use crate::providers::{Callback, CallbackAck, Provider, ReplyEvent, ReplyRequest, Turn};
 use crate::storage::Store;
 
 /// How often the text of a streaming reply is stored.
@@ -33,6 +33,8 @@ struct ActiveReply {
     /// The reply's id, shared so that publishing a delta allocates nothing for it.
     id: Arc<str>,
     events: BoxStream<'static, ReplyEvent>,
+    /// For callback providers: where this reply's callbacks go.
+    callbacks: Option<mpsc::Sender<Callback>>,
     checkpointed_len: usize,
 }
 
@@ -194,6 +196,32 @@ impl Actor {
                     self.announce(PresenceFrame::typing(&participant, active));
                 }
             }
+            Command::ProviderCallback {
+                reply_id,
+                callback,
+                ack,
+            } => {
+                let _ = ack.send(self.provider_callback(&reply_id, callback));
+            }
+        }
+    }
+
+    /// Forwards a callback to the running reply if it is the one it belongs to. A late
+    /// callback (after an interrupt, a barge-in or the reply's end) changes nothing.
+    fn provider_callback(&self, reply_id: &str, callback: Callback) -> CallbackAck {
+        let Some(active) = &self.reply else {
+            return CallbackAck::Late;
+        };
+        if self.messages[active.index].id != reply_id {
+            return CallbackAck::Late;
+        }
+        match &active.callbacks {
+            Some(tx) => match tx.try_send(callback) {
+                Ok(()) => CallbackAck::Accepted,
+                Err(mpsc::error::TrySendError::Full(_)) => CallbackAck::Busy,
+                Err(mpsc::error::TrySendError::Closed(_)) => CallbackAck::Late,
+            },
+            None => CallbackAck::Late,
         }
     }
 
@@ -282,6 +310,7 @@ impl Actor {
             index: self.messages.len() - 1,
             id: reply_id.as_str().into(),
             events: stream.events,
+            callbacks: stream.callbacks,
             checkpointed_len: 0,
         });
         self.set_bot(BotState::Thinking);

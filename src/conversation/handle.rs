@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::Frame;
 use super::message::Message;
 use super::presence::{BotState, PresenceFrame};
+use crate::providers::{Callback, CallbackAck};
 
 /// Why a command did not reach its answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -79,6 +80,13 @@ pub(crate) enum Command {
     Typing {
         participant: Arc<str>,
         active: bool,
+    },
+    /// A verified provider callback for reply `reply_id`; applied only if that reply is
+    /// still the one running.
+    ProviderCallback {
+        reply_id: String,
+        callback: Callback,
+        ack: oneshot::Sender<CallbackAck>,
     },
 }
 
@@ -162,6 +170,21 @@ impl ConversationHandle {
     /// Joins the presence channel (typing, bot state, interrupts) of this conversation.
     pub async fn join(&self) -> Result<Presence, ActorError> {
         self.ask(|reply| Command::Join { reply }).await
+    }
+
+    /// Hands a verified provider callback to reply `reply_id`. A reply that is no longer
+    /// running (finished, interrupted, replaced) ignores it: [`CallbackAck::Late`].
+    pub async fn provider_callback(
+        &self,
+        reply_id: String,
+        callback: Callback,
+    ) -> Result<CallbackAck, ActorError> {
+        self.ask(|ack| Command::ProviderCallback {
+            reply_id,
+            callback,
+            ack,
+        })
+        .await
     }
 
     /// Reports a participant typing or not. Dropped when the actor is busy: typing is

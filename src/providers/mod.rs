@@ -1,20 +1,42 @@
-//! NLP providers: where replies come from.
+//! NLP providers: where replies come from. Only this module talks to NLP services.
 //!
 //! Every provider kind implements [`Provider`]: given the conversation so far it starts a
-//! [`Reply`], a stream of [`ReplyEvent`]s that the conversation actor polls. Dropping the
-//! stream cancels the upstream work (the HTTP request is aborted, or the provider's cancel
-//! call is made by a drop guard). Only this module talks to NLP services.
+//! [`Reply`], a stream of [`ReplyEvent`]s that the conversation actor polls. Two shapes fit
+//! behind that one seam:
+//! - streaming providers (offline, `openai`) yield deltas as the upstream produces them;
+//!   dropping the stream aborts the HTTP request;
+//! - callback providers (`openai-background`, `webhook`, the simulated service) submit a
+//!   job and receive its results later through a webhook route. Their `Reply` carries a
+//!   sender for [`Callback`]s, which the actor feeds with the callbacks of its current
+//!   reply; dropping the stream makes the provider's cancel call (see `job.rs`).
+//!
+//! Every reply is wrapped in deadlines (`deadlines.rs`) by the registry (`registry.rs`).
 
+pub mod callback;
+pub mod deadlines;
+mod job;
+mod jobs;
 pub mod offline;
-mod offline_script;
-
-use std::sync::Arc;
+pub(crate) mod offline_script;
+mod openai;
+pub mod protocol;
+mod registry;
+mod retry;
+mod settings;
+mod webhook;
 
 use futures_util::stream::BoxStream;
+use tokio::sync::mpsc;
 
-use crate::config::ProviderConfig;
 use crate::conversation::Role;
-use crate::error::StartupError;
+
+pub use callback::{Callback, CallbackAck, CallbackEndpoint, CallbackRoute};
+pub use deadlines::Deadlines;
+pub use jobs::{JobOwner, Jobs, Route};
+pub use registry::{ProviderContext, Providers, SimulatorEndpoint};
+pub use webhook::client::{
+    PostError, http_client as webhook_http_client, post_signed, post_signed_retrying,
+};
 
 /// What the web layer and the page show about a provider.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -58,84 +80,42 @@ pub enum ReplyEvent {
 /// without either is a failure. Dropping it cancels the work upstream.
 pub struct Reply {
     pub events: BoxStream<'static, ReplyEvent>,
+    /// For callback providers: where the actor hands the callbacks of this reply.
+    pub callbacks: Option<mpsc::Sender<Callback>>,
+}
+
+impl Reply {
+    /// A reply of a streaming provider.
+    pub fn new(events: BoxStream<'static, ReplyEvent>) -> Self {
+        Reply {
+            events,
+            callbacks: None,
+        }
+    }
+
+    /// A reply of a callback provider, which receives its callbacks through `callbacks`.
+    pub fn with_callbacks(
+        events: BoxStream<'static, ReplyEvent>,
+        callbacks: mpsc::Sender<Callback>,
+    ) -> Self {
+        Reply {
+            events,
+            callbacks: Some(callbacks),
+        }
+    }
 }
 
 /// A kind of NLP provider.
 pub trait Provider: Send + Sync + 'static {
     fn info(&self) -> &ProviderInfo;
+
+    /// Starts a reply. Called by the conversation actor: it must not block; the work
+    /// happens when the stream is polled (or on tasks the stream owns).
     fn start(&self, request: ReplyRequest) -> Reply;
-}
 
-/// The providers this server is configured with.
-#[derive(Clone)]
-pub struct Providers {
-    list: Arc<Vec<Arc<dyn Provider>>>,
-}
-
-impl std::fmt::Debug for Providers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.list.iter().map(|p| &p.info().name))
-            .finish()
-    }
-}
-
-/// Settings every provider kind may need at start-up.
-#[derive(Debug, Clone)]
-pub struct ProviderContext {
-    pub offline_delay: std::time::Duration,
-}
-
-impl Providers {
-    /// Builds every configured provider; a wrong entry stops start-up, naming it.
-    pub fn from_config(
-        entries: &[ProviderConfig],
-        ctx: &ProviderContext,
-    ) -> Result<Providers, StartupError> {
-        let default_name = entries
-            .iter()
-            .find(|p| p.default)
-            .or(entries.first())
-            .map(|p| p.name.clone());
-        let mut list: Vec<Arc<dyn Provider>> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let is_default = Some(&entry.name) == default_name.as_ref();
-            let provider: Arc<dyn Provider> = match entry.kind.as_str() {
-                "offline" => Arc::new(offline::Offline::new(entry, is_default, ctx)),
-                other => {
-                    return Err(StartupError::Provider {
-                        name: entry.name.clone(),
-                        message: format!("unknown `kind` \"{other}\""),
-                    });
-                }
-            };
-            list.push(provider);
-        }
-        if list.is_empty() {
-            list.push(Arc::new(offline::Offline::new(
-                &ProviderConfig::offline(),
-                true,
-                ctx,
-            )));
-        }
-        Ok(Providers {
-            list: Arc::new(list),
-        })
-    }
-
-    pub fn get(&self, name: &str) -> Option<Arc<dyn Provider>> {
-        self.list.iter().find(|p| p.info().name == name).cloned()
-    }
-
-    pub fn default_provider(&self) -> Arc<dyn Provider> {
-        self.list
-            .iter()
-            .find(|p| p.info().default)
-            .unwrap_or(&self.list[0])
-            .clone()
-    }
-
-    pub fn infos(&self) -> impl Iterator<Item = &ProviderInfo> {
-        self.list.iter().map(|p| p.info())
+    /// For callback providers: the webhook route their callbacks arrive at, and the secret
+    /// that signs them.
+    fn callback_endpoint(&self) -> Option<&CallbackEndpoint> {
+        None
     }
 }

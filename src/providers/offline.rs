@@ -22,7 +22,10 @@ impl Offline {
             info: ProviderInfo {
                 name: entry.name.clone(),
                 kind: "offline".into(),
-                label: "Offline demo bot (built in, no network)".into(),
+                label: entry
+                    .label
+                    .clone()
+                    .unwrap_or_else(|| "Offline demo bot (built in, no network)".into()),
                 default: is_default,
             },
             delay: ctx.offline_delay,
@@ -79,8 +82,6 @@ impl Provider for Offline {
             run.sent += 1;
             Some((ReplyEvent::Delta(text), run))
         });
-        Reply {
-            events: events.boxed(),
-        }
+        Reply::new(events.boxed())
     }
 }

@@ -267,6 +267,45 @@ impl Store {
         Ok(())
     }
 
+    /// Gives the job reserved for `reply_id` its provider-assigned id (see
+    /// `providers::Jobs::reserve`). `false` if no reservation exists for that reply.
+    pub async fn assign_job(
+        &self,
+        provider: &str,
+        reply_id: &str,
+        job_id: &str,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE provider_jobs SET job_id = ? WHERE provider = ? AND reply_id = ?")
+                .bind(job_id)
+                .bind(provider)
+                .bind(reply_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Forgets one webhook delivery, so a retry of it is applied (used when it could not
+    /// be handed on and was answered with a 5xx).
+    pub async fn forget_webhook(&self, source: &str, webhook_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM webhook_receipts WHERE source = ? AND webhook_id = ?")
+            .bind(source)
+            .bind(webhook_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets the deliveries of `source` received before `before`.
+    pub async fn prune_webhooks_of(&self, source: &str, before: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM webhook_receipts WHERE source = ? AND received_at < ?")
+            .bind(source)
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The `(conversation_id, reply_id)` a provider's job belongs to.
     pub async fn find_job(
         &self,

@@ -8,6 +8,9 @@ mod auth;
 mod body;
 mod pages;
 mod sse;
+mod webhooks;
+
+pub use webhooks::spawn_pruner;
 
 use std::sync::Arc;
 
@@ -43,6 +46,7 @@ pub struct AppState {
 /// All of chatwire's routes.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
+    let webhook_limit = DefaultBodyLimit::max(state.config.limits.max_webhook_bytes);
     Router::new()
         .route("/", get(pages::start))
         .route("/c/{id}", get(pages::chat))
@@ -55,6 +59,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/conversations/{id}/messages", post(api::post_message))
         .route("/api/conversations/{id}/interrupt", post(api::interrupt))
         .route("/api/conversations/{id}/events", get(sse::events))
+        .route(
+            "/webhooks/openai",
+            post(webhooks::openai).layer(webhook_limit),
+        )
+        .route("/webhooks/nlp", post(webhooks::nlp).layer(webhook_limit))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

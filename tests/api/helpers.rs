@@ -47,10 +47,20 @@ impl TestApp {
     }
 
     pub async fn create(&self) -> Conv {
+        self.create_body(serde_json::json!({})).await
+    }
+
+    /// Creates a conversation with the named provider.
+    pub async fn create_with(&self, provider: &str) -> Conv {
+        self.create_body(serde_json::json!({ "provider": provider }))
+            .await
+    }
+
+    async fn create_body(&self, body: Value) -> Conv {
         let resp = self
             .http
             .post(self.url("/api/conversations"))
-            .json(&serde_json::json!({}))
+            .json(&body)
             .send()
             .await
             .expect("create");
@@ -81,6 +91,30 @@ impl TestApp {
         let (status, body) = self.post(conv, text).await;
         assert_eq!(status, 202, "{body}");
         body["reply_id"].as_str().expect("reply_id").to_string()
+    }
+
+    /// `POST /interrupt`; returns the interrupted reply's id, if any.
+    pub async fn interrupt(&self, conv: &Conv) -> Option<String> {
+        let resp = self
+            .http
+            .post(self.url(&format!("/api/conversations/{}/interrupt", conv.id)))
+            .bearer_auth(&conv.token)
+            .send()
+            .await
+            .expect("interrupt");
+        assert_eq!(resp.status(), 202);
+        let body: Value = resp.json().await.expect("json");
+        body["reply_id"].as_str().map(String::from)
+    }
+
+    /// The last message of the conversation (usually the reply in question).
+    pub async fn last_message(&self, conv: &Conv) -> Value {
+        let body = self.get_conv(conv).await;
+        body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .cloned()
+            .expect("a message")
     }
 
     pub async fn get_conv(&self, conv: &Conv) -> Value {
@@ -232,4 +266,38 @@ pub fn is_reply_end(ev: &SseItem) -> bool {
         ev.kind(),
         "reply.completed" | "reply.interrupted" | "reply.failed"
     )
+}
+
+/// Joins the `reply.delta` texts of `reply_id`.
+pub fn joined_deltas(events: &[SseItem], reply_id: &str) -> String {
+    events
+        .iter()
+        .filter(|e| e.kind() == "reply.delta" && e.field("reply_id") == reply_id)
+        .map(|e| e.field("text"))
+        .collect()
+}
+
+/// Serves `router` on 127.0.0.1 (a free port) for the rest of the test: the fake
+/// external services (NLP providers) of the provider tests.
+pub async fn serve_fake(router: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
+}
+
+/// Waits (bounded) until `check` holds; panics with `what` otherwise.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

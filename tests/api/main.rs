@@ -5,4 +5,9 @@ mod helpers;
 
 mod errors;
 mod pages;
+mod provider_background;
+mod provider_config;
+mod provider_openai;
+mod provider_webhook;
+mod signing;
 mod streaming;

@@ -1,0 +1,93 @@
+//! Sending signed messages: every request chatwire makes to an NLP service of the
+//! callback protocol (and every callback the simulated service makes to chatwire) is a
+//! JSON POST with Standard Webhooks headers, so the receiver can trust it.
+
+use std::time::Duration;
+
+use crate::signature::{Secret, now_secs};
+
+/// How long one signed request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a signed POST failed; `retryable` when another try may succeed (no answer, 5xx, 429).
+#[derive(Debug, Clone)]
+pub struct PostError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// An HTTP client for signed requests: bounded connect and request times.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))
+}
+
+/// POSTs `body` (JSON) to `url`, signed with `secret`; returns the answer's body.
+pub async fn post_signed(
+    http: &reqwest::Client,
+    secret: &Secret,
+    url: &str,
+    body: Vec<u8>,
+) -> Result<bytes::Bytes, PostError> {
+    let id = crate::ids::prefixed("msg_", 16);
+    let mut req = http
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    for (name, value) in secret.headers(&id, now_secs(), &body) {
+        req = req.header(name, value);
+    }
+    let resp = req.body(body).send().await.map_err(|e| PostError {
+        message: format!("cannot reach {url}: {}", without_url(&e)),
+        retryable: true,
+    })?;
+    let status = resp.status();
+    if status.is_success() {
+        // The answer's body is a courtesy; a cut-off one does not undo the delivery.
+        return Ok(resp.bytes().await.unwrap_or_default());
+    }
+    let text = resp.text().await.unwrap_or_default();
+    let text: String = text.chars().take(200).collect();
+    Err(PostError {
+        message: format!("{url} answered {status}: {text}"),
+        retryable: status.is_server_error() || status.as_u16() == 429,
+    })
+}
+
+/// POSTs with up to `retries` more tries for retryable failures, `backoff` apart (doubling).
+pub async fn post_signed_retrying(
+    http: &reqwest::Client,
+    secret: &Secret,
+    url: &str,
+    body: Vec<u8>,
+    retries: u32,
+    backoff: Duration,
+) -> Result<bytes::Bytes, PostError> {
+    let mut attempt = 0;
+    loop {
+        match post_signed(http, secret, url, body.clone()).await {
+            Err(e) if e.retryable && attempt < retries => {
+                tokio::time::sleep(backoff * 2u32.pow(attempt.min(8))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A reqwest error's text without the URL it repeats.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(&format!(" ({url})"), "");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
