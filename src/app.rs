@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
@@ -16,7 +17,7 @@ use crate::providers::{Jobs, ProviderContext, Providers};
 use crate::signature::Secret;
 use crate::simulator;
 use crate::storage::Store;
-use crate::web::{AppState, router};
+use crate::web::{AppState, Limiters, router};
 
 /// A server that is listening; dropping it does not stop it, [`Server::shutdown`] does.
 pub struct Server {
@@ -72,6 +73,7 @@ impl Server {
             tracker.clone(),
         );
         let state = AppState {
+            limits: Arc::new(Limiters::new(&config.limits)),
             config: Arc::new(config),
             registry,
             providers,
@@ -143,41 +145,71 @@ async fn build_providers(
         jobs: Arc::new(Jobs::new(store.clone(), tracker.clone())),
         simulator,
     };
-    Providers::from_config(&config.providers, &ctx)
+    Providers::from_config(&config.providers, &ctx)?.with_extra(&config.extra_providers.0)
 }
 
+/// Serves until the shutdown token is cancelled, then shuts down gracefully within
+/// `shutdown_timeout` in all:
+/// 1. new requests get 503 `shutting_down` and no new connection is accepted;
+/// 2. every conversation actor interrupts its reply in progress, stores it (and its
+///    recent events) and ends; SSE streams carry the actor's last events, then end with
+///    a `retry:` hint; tracked tasks (actors, WebSocket sessions) see the same token;
+/// 3. open connections drain, tracked tasks finish, storage is closed.
+///
+/// Whatever is still running when the time is up is dropped with the runtime.
 async fn serve(listener: TcpListener, state: AppState) {
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let token = state.shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
-    let grace = state.config.shutdown_timeout;
     let server = async move {
         if let Err(e) = server.await {
             tracing::error!(error = %e, "server error");
         }
     };
     tokio::pin!(server);
-    tokio::select! {
-        _ = &mut server => {}
-        _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("connections still open after the grace period; closing them");
-        }
-    }
-    // SSE streams and WebSocket sessions watch the token; actors store what is in progress.
+    let server_ended = tokio::select! {
+        _ = &mut server => true,
+        _ = token.cancelled() => false,
+    };
+    token.cancel();
+    let deadline = tokio::time::Instant::now() + state.config.shutdown_timeout;
     state.tracker.close();
-    if tokio::time::timeout(grace, state.tracker.wait())
+    let drained = tokio::time::timeout_at(deadline, async {
+        let connections = async {
+            if !server_ended {
+                (&mut server).await;
+            }
+        };
+        tokio::join!(connections, state.tracker.wait());
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open_tasks = state.tracker.len(),
+            "shutdown grace period over; closing what is left"
+        );
+    }
+    // Writes in flight finish; the bound keeps a stuck database from holding the exit.
+    if tokio::time::timeout(Duration::from_secs(2), state.store.close())
         .await
         .is_err()
     {
-        tracing::warn!("some conversations did not stop within the grace period");
+        tracing::warn!("storage did not close in time");
     }
-    state.store.close().await;
     tracing::info!("chatwire stopped");
 }
 
-/// Runs the server until SIGINT or SIGTERM.
+/// Runs the server until SIGINT or SIGTERM. Prints `chatwire is listening on http://ADDR`
+/// on standard output once it accepts connections (scripts and tests read the port there).
 pub async fn run(config: Config) -> Result<(), StartupError> {
+    tracing::debug!(?config, "configuration");
     let server = Server::start(config).await?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "chatwire is listening on http://{}", server.addr);
+        let _ = out.flush();
+    }
     let token = server.state.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -6,12 +6,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
 
 use crate::error::StartupError;
+use crate::providers::Provider;
 
 /// chatwire: a chatbot streaming backend. Webhooks in from NLP providers, Server-Sent Events
 /// out to the browser, a WebSocket for typing and interrupting, one actor per conversation.
@@ -42,9 +44,35 @@ pub struct Args {
     #[arg(long, env = "CHATWIRE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
-    /// Largest message text accepted, in bytes.
+    /// Largest message text accepted, in bytes (413 beyond it).
     #[arg(long, env = "CHATWIRE_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
     pub max_message_bytes: usize,
+
+    /// Largest request body accepted, in bytes (413 beyond it). At least --max-message-bytes.
+    #[arg(long, env = "CHATWIRE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Messages one conversation may post per minute (429 with Retry-After beyond it;
+    /// a token bucket: a burst of this many, refilled evenly over a minute). 0 = no limit.
+    #[arg(long, env = "CHATWIRE_MESSAGES_PER_MINUTE", default_value_t = 30)]
+    pub messages_per_minute: u32,
+
+    /// Requests one client address (an IPv4 address or an IPv6 /64) may make per minute
+    /// (429 with Retry-After beyond it; `/healthz` and the signed `/webhooks/*` are exempt).
+    /// 0 = no limit. Behind a reverse proxy every client shares the proxy's address: raise
+    /// this or turn it off there.
+    #[arg(long, env = "CHATWIRE_REQUESTS_PER_MINUTE", default_value_t = 600)]
+    pub requests_per_minute: u32,
+
+    /// Conversations kept in memory at once. When full, idle ones are put to sleep (they
+    /// come back from storage on demand); if none is idle, new work gets 503 with Retry-After.
+    #[arg(long, env = "CHATWIRE_MAX_CONVERSATIONS", default_value_t = 10_000)]
+    pub max_conversations: usize,
+
+    /// Open event streams (SSE) one conversation may have at once (429 with Retry-After
+    /// beyond it).
+    #[arg(long, env = "CHATWIRE_MAX_SUBSCRIBERS", default_value_t = 32)]
+    pub max_subscribers: usize,
 
     /// Seconds a conversation actor with no reply running and no subscriber stays in memory.
     #[arg(long, env = "CHATWIRE_IDLE_SECS", default_value_t = 300)]
@@ -54,7 +82,8 @@ pub struct Args {
     #[arg(long, env = "CHATWIRE_KEEPALIVE_SECS", default_value_t = 15)]
     pub keepalive_secs: u64,
 
-    /// Seconds that shutdown waits for conversations to store their state.
+    /// Seconds a graceful shutdown (SIGTERM or Ctrl-C) may take in all: conversations store
+    /// their replies in progress, streams end, connections close; then the process exits.
     #[arg(long, env = "CHATWIRE_SHUTDOWN_SECS", default_value_t = 10)]
     pub shutdown_secs: u64,
 
@@ -65,7 +94,8 @@ pub struct Args {
 }
 
 /// What the server runs with, resolved from [`Args`] and the provider file.
-#[derive(Debug, Clone)]
+/// Its `Debug` output is safe to log: provider secrets and database passwords are redacted.
+#[derive(Clone)]
 pub struct Config {
     pub addr: SocketAddr,
     pub db: String,
@@ -76,8 +106,41 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub keepalive: Duration,
     pub shutdown_timeout: Duration,
+    /// Providers built in Rust code rather than named in the TOML file (a program that
+    /// embeds chatwire, or a test); listed after the configured ones.
+    pub extra_providers: ExtraProviders,
     /// Where NLP services send callbacks; `None`: `http://` + the bound address.
     pub public_url: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("addr", &self.addr)
+            .field("db", &redact_url(&self.db))
+            .field("offline_delay", &self.offline_delay)
+            .field("providers", &self.providers)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("limits", &self.limits)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("keepalive", &self.keepalive)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("extra_providers", &self.extra_providers)
+            .field("public_url", &self.public_url.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+/// Providers made in code; `Debug` shows their names only.
+#[derive(Clone, Default)]
+pub struct ExtraProviders(pub Vec<Arc<dyn Provider>>);
+
+impl std::fmt::Debug for ExtraProviders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|p| &p.info().name))
+            .finish()
+    }
 }
 
 /// Bounds on what one client or conversation may use.
@@ -91,6 +154,18 @@ pub struct Limits {
     pub broadcast_capacity: usize,
     /// Commands waiting for one conversation actor.
     pub mailbox: usize,
+    /// Messages per conversation per minute (0 = no limit).
+    pub messages_per_minute: u32,
+    /// Requests per client address per minute (0 = no limit).
+    pub requests_per_minute: u32,
+    /// Conversation actors in memory at once.
+    pub max_conversations: usize,
+    /// SSE streams per conversation (a WebSocket session may take a place too, through
+    /// `ConversationHandle::try_watch`).
+    pub max_subscribers: usize,
+    /// Client addresses (or conversations) a rate limiter remembers at once; beyond it
+    /// the ones that are back to a full allowance, then the least recent, are forgotten.
+    pub rate_limit_keys: usize,
     /// Largest webhook body accepted on `/webhooks/*`.
     pub max_webhook_bytes: usize,
 }
@@ -103,14 +178,20 @@ impl Default for Limits {
             replay_events: 1000,
             broadcast_capacity: 512,
             mailbox: 256,
+            messages_per_minute: 30,
+            requests_per_minute: 600,
+            max_conversations: 10_000,
+            max_subscribers: 32,
+            rate_limit_keys: 100_000,
             max_webhook_bytes: 1024 * 1024,
         }
     }
 }
 
 /// One `[[providers]]` entry of the TOML file. Which keys a kind uses, and their defaults,
-/// is checked by `crate::providers` at start-up (docs/providers.md lists them).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+/// is checked by `crate::providers` at start-up (docs/providers.md lists them). Its `Debug`
+/// output redacts inline secrets.
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub name: String,
@@ -136,6 +217,43 @@ pub struct ProviderConfig {
     pub reply_timeout_secs: Option<u64>,
     /// Retries of a failed request, made only before the first piece of the reply.
     pub retries: Option<u32>,
+}
+
+/// Shown instead of a secret in `Debug` output.
+const REDACTED: &str = "[redacted]";
+
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hide = |s: &Option<String>| s.as_ref().map(|_| REDACTED);
+        f.debug_struct("ProviderConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("default", &self.default)
+            .field("base_url", &self.base_url.as_deref().map(redact_url))
+            .field("api_key", &hide(&self.api_key))
+            .field("api_key_env", &self.api_key_env)
+            .field("model", &self.model)
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("webhook_secret", &hide(&self.webhook_secret))
+            .field("webhook_secret_env", &self.webhook_secret_env)
+            .field("system_prompt", &self.system_prompt)
+            .field("label", &self.label)
+            .field("first_delta_timeout_secs", &self.first_delta_timeout_secs)
+            .field("gap_timeout_secs", &self.gap_timeout_secs)
+            .field("reply_timeout_secs", &self.reply_timeout_secs)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+/// A URL with any `user:password@` part replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://{REDACTED}@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,9 +300,24 @@ impl Config {
         if !providers.iter().any(|p| p.kind == "offline") {
             providers.insert(0, ProviderConfig::offline());
         }
+        if args.max_body_bytes < args.max_message_bytes {
+            return Err(StartupError::Config(format!(
+                "--max-body-bytes ({}) must be at least --max-message-bytes ({})",
+                args.max_body_bytes, args.max_message_bytes
+            )));
+        }
+        if args.max_conversations == 0 || args.max_subscribers == 0 {
+            return Err(StartupError::Config(
+                "--max-conversations and --max-subscribers must be at least 1".into(),
+            ));
+        }
         let limits = Limits {
             max_message_bytes: args.max_message_bytes,
-            max_body_bytes: (args.max_message_bytes * 4).max(64 * 1024),
+            max_body_bytes: args.max_body_bytes,
+            messages_per_minute: args.messages_per_minute,
+            requests_per_minute: args.requests_per_minute,
+            max_conversations: args.max_conversations,
+            max_subscribers: args.max_subscribers,
             ..Limits::default()
         };
         Ok(Config {
@@ -197,11 +330,13 @@ impl Config {
             idle_timeout: Duration::from_secs(args.idle_secs),
             keepalive: Duration::from_secs(args.keepalive_secs.max(1)),
             shutdown_timeout: Duration::from_secs(args.shutdown_secs),
+            extra_providers: ExtraProviders::default(),
             public_url: args.public_url,
         })
     }
 
-    /// A config for tests: port 0, in-memory database, no delay, only the offline provider.
+    /// A config for tests: port 0, in-memory database, no delay, only the offline provider,
+    /// and rate limits so generous that only tests about limits (which set small ones) meet them.
     pub fn for_tests() -> Self {
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -209,10 +344,15 @@ impl Config {
             offline_delay: Duration::ZERO,
             providers: vec![ProviderConfig::offline()],
             allowed_origins: Vec::new(),
-            limits: Limits::default(),
+            limits: Limits {
+                messages_per_minute: 1_000_000,
+                requests_per_minute: 1_000_000,
+                ..Limits::default()
+            },
             idle_timeout: Duration::from_secs(300),
             keepalive: Duration::from_secs(15),
             shutdown_timeout: Duration::from_secs(5),
+            extra_providers: ExtraProviders::default(),
             public_url: None,
         }
     }
@@ -259,5 +399,70 @@ pub fn secret(
             }),
         },
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let mut p = ProviderConfig::offline();
+        p.api_key = Some("sk-very-secret".into());
+        p.webhook_secret = Some("whsec_also_secret".into());
+        p.base_url = Some("https://user:pw@api.example.com/v1".into());
+        let mut c = Config::for_tests();
+        c.providers.push(p);
+        c.db = "postgres://app:hunter2@db/chat".into();
+        let shown = format!("{c:?}");
+        for secret in ["sk-very-secret", "whsec_also_secret", "hunter2", ":pw@"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("[redacted]"));
+        assert!(shown.contains("api.example.com"));
+    }
+
+    #[test]
+    fn every_limit_is_an_option_with_an_env_var() {
+        let args = Args::try_parse_from([
+            "chatwire",
+            "--max-body-bytes",
+            "5000",
+            "--max-message-bytes",
+            "4000",
+            "--messages-per-minute",
+            "7",
+            "--requests-per-minute",
+            "0",
+            "--max-conversations",
+            "9",
+            "--max-subscribers",
+            "3",
+        ])
+        .unwrap();
+        let c = Config::from_args(args).unwrap();
+        assert_eq!(c.limits.max_body_bytes, 5000);
+        assert_eq!(c.limits.messages_per_minute, 7);
+        assert_eq!(c.limits.requests_per_minute, 0);
+        assert_eq!(c.limits.max_conversations, 9);
+        assert_eq!(c.limits.max_subscribers, 3);
+        let bad = Args::try_parse_from(["chatwire", "--max-body-bytes", "10"]).unwrap();
+        assert!(
+            Config::from_args(bad).is_err(),
+            "body smaller than a message"
+        );
+        let help = <Args as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for env in [
+            "CHATWIRE_MAX_BODY_BYTES",
+            "CHATWIRE_MESSAGES_PER_MINUTE",
+            "CHATWIRE_REQUESTS_PER_MINUTE",
+            "CHATWIRE_MAX_CONVERSATIONS",
+            "CHATWIRE_MAX_SUBSCRIBERS",
+        ] {
+            assert!(help.contains(env), "{env} in --help");
+        }
     }
 }

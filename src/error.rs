@@ -44,6 +44,12 @@ pub enum AppError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("the conversation is busy; try again shortly")]
     Busy,
+    #[error("this conversation has too many open streams")]
+    TooManySubscribers,
+    #[error("the server has too many active conversations; try again shortly")]
+    Overloaded,
+    #[error("the server cannot serve right now")]
+    Unavailable(String),
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("internal error")]
@@ -63,6 +69,9 @@ impl AppError {
             AppError::ForbiddenOrigin => (StatusCode::FORBIDDEN, "forbidden_origin"),
             AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            AppError::TooManySubscribers => (StatusCode::TOO_MANY_REQUESTS, "too_many_subscribers"),
+            AppError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -72,15 +81,18 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        if let AppError::Internal(detail) = &self {
+        match &self {
             // The detail goes to the log only; the client learns nothing of the internals.
-            tracing::error!(%detail, "internal error");
+            AppError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            AppError::Unavailable(detail) => tracing::warn!(%detail, "unavailable"),
+            _ => {}
         }
         let body = Json(json!({"error": {"code": code, "message": self.to_string()}}));
         let mut resp = (status, body).into_response();
         let retry = match &self {
             AppError::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
             AppError::Busy | AppError::ShuttingDown => Some(1),
+            AppError::TooManySubscribers | AppError::Overloaded => Some(5),
             _ => None,
         };
         if let Some(secs) = retry {
@@ -104,6 +116,7 @@ impl From<crate::conversation::ActorError> for AppError {
             ActorError::Busy => AppError::Busy,
             ActorError::Gone => AppError::ShuttingDown,
             ActorError::NotFound => AppError::NotFound,
+            ActorError::Full => AppError::Overloaded,
             ActorError::Storage(s) => AppError::Internal(s),
         }
     }

@@ -117,5 +117,9 @@ mod tests {
         assert!(!token_matches(&token(), &h));
         assert!(is_plausible_id(&conversation_id()));
         assert!(!is_plausible_id("../etc/passwd"));
+        // 128 random bits per id, 256 per token.
+        assert_eq!(URL_SAFE_NO_PAD.decode(conversation_id()).unwrap().len(), 16);
+        assert_eq!(URL_SAFE_NO_PAD.decode(t).unwrap().len(), 32);
+        assert_ne!(conversation_id(), conversation_id());
     }
 }

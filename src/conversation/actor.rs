@@ -7,6 +7,7 @@
 //! one" and "subscribe = replay + live with no gap" hold by construction.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -16,14 +17,19 @@ use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, Frame, Replay, ReplayLog};
-use super::handle::{ActorError, Command, Posted, Presence, Snapshot, Subscription};
+use super::handle::{ActorError, Command, Posted, Presence, Shared, Snapshot, Subscription};
 use super::message::{Message, Status};
 use super::presence::{BotState, PresenceFrame, Typists};
 use crate::providers::{Callback, CallbackAck, Provider, ReplyEvent, ReplyRequest, Turn};
 use crate::storage::Store;
 
+mod durability;
+
 /// How often the text of a streaming reply is stored.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Most frames one subscription hands over at once: a reader far behind takes its replay
+/// a page at a time, so what it holds does not grow with the length of the reply.
+const REPLAY_PAGE: usize = 1024;
 /// Event numbers are reserved in storage this many at a time (see `event_id_floor`).
 pub(crate) const EVENT_ID_BLOCK: u64 = 10_000;
 
@@ -39,25 +45,54 @@ struct ActiveReply {
 }
 
 pub(crate) struct Actor {
+    id: Arc<str>,
+    provider: Arc<dyn Provider>,
+    store: Store,
+    messages: Vec<Message>,
+    next_id: u64,
+    reserved_until: u64,
+    /// A new block of event numbers must be reserved before long.
+    reserve_needed: bool,
+    log: ReplayLog,
+    /// The highest event number already in storage's `events` table.
+    stored_upto: u64,
+    replay_events: usize,
+    events: broadcast::Sender<Frame>,
+    presence: broadcast::Sender<PresenceFrame>,
+    rx: mpsc::Receiver<Command>,
+    /// The server's shutdown signal.
+    shutdown: CancellationToken,
+    /// Cancelled by this actor when it stops, after its last event and write: streams
+    /// watch it, and a successor actor waits for it.
+    done: CancellationToken,
+    idle_timeout: Duration,
+    shared: Arc<Shared>,
+    /// Asks the registry whether this idle actor may stop (see `Registry::try_retire`).
+    may_retire: Box<dyn Fn() -> bool + Send>,
+    bot: BotState,
+    typists: Typists,
+    reply: Option<ActiveReply>,
+    last_active: Instant,
+}
+
+/// Everything an actor starts with (built by the registry).
+pub(crate) struct ActorParts {
     pub(crate) id: Arc<str>,
     pub(crate) provider: Arc<dyn Provider>,
     pub(crate) store: Store,
     pub(crate) messages: Vec<Message>,
     pub(crate) next_id: u64,
-    pub(crate) reserved_until: u64,
     pub(crate) log: ReplayLog,
+    pub(crate) stored_upto: u64,
+    pub(crate) replay_events: usize,
     pub(crate) events: broadcast::Sender<Frame>,
     pub(crate) presence: broadcast::Sender<PresenceFrame>,
     pub(crate) rx: mpsc::Receiver<Command>,
-    /// The server's shutdown signal.
     pub(crate) shutdown: CancellationToken,
-    /// Cancelled by this actor when it stops, after its last event: streams watch it.
     pub(crate) done: CancellationToken,
     pub(crate) idle_timeout: Duration,
-    pub(crate) bot: BotState,
-    pub(crate) typists: Typists,
-    reply: Option<ActiveReply>,
-    last_active: Instant,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) may_retire: Box<dyn Fn() -> bool + Send>,
 }
 
 /// The next event of the reply in progress; pending forever when there is none.
@@ -68,36 +103,33 @@ async fn next_reply_event(reply: &mut Option<ActiveReply>) -> Option<ReplyEvent>
     }
 }
 
+/// Whether the actor's loop goes on after a command.
+enum Flow {
+    Continue,
+    Stop,
+}
+
 impl Actor {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        id: Arc<str>,
-        provider: Arc<dyn Provider>,
-        store: Store,
-        messages: Vec<Message>,
-        next_id: u64,
-        log: ReplayLog,
-        events: broadcast::Sender<Frame>,
-        presence: broadcast::Sender<PresenceFrame>,
-        rx: mpsc::Receiver<Command>,
-        shutdown: CancellationToken,
-        done: CancellationToken,
-        idle_timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(p: ActorParts) -> Self {
         Actor {
-            id,
-            provider,
-            store,
-            messages,
-            next_id,
-            reserved_until: next_id,
-            log,
-            events,
-            presence,
-            rx,
-            shutdown,
-            done,
-            idle_timeout,
+            id: p.id,
+            provider: p.provider,
+            store: p.store,
+            messages: p.messages,
+            next_id: p.next_id,
+            reserved_until: p.next_id,
+            reserve_needed: false,
+            log: p.log,
+            stored_upto: p.stored_upto,
+            replay_events: p.replay_events,
+            events: p.events,
+            presence: p.presence,
+            rx: p.rx,
+            shutdown: p.shutdown,
+            done: p.done,
+            idle_timeout: p.idle_timeout,
+            shared: p.shared,
+            may_retire: p.may_retire,
             bot: BotState::Idle,
             typists: Typists::default(),
             reply: None,
@@ -105,7 +137,8 @@ impl Actor {
         }
     }
 
-    /// Runs until the server shuts down or the conversation has been idle long enough.
+    /// Runs until the server shuts down, the registry retires it, or the conversation has
+    /// been idle long enough.
     pub(crate) async fn run(mut self) {
         self.recover().await;
         let mut checkpoint = tokio::time::interval(CHECKPOINT_EVERY);
@@ -117,7 +150,11 @@ impl Actor {
                 biased;
                 _ = self.shutdown.cancelled() => break,
                 cmd = self.rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd).await,
+                    Some(cmd) => {
+                        if let Flow::Stop = self.handle(cmd).await {
+                            break;
+                        }
+                    }
                     None => break,
                 },
                 ev = next_reply_event(&mut self.reply) => self.on_reply_event(ev).await,
@@ -130,42 +167,24 @@ impl Actor {
                     }
                 }
                 _ = async { sleep_until(idle_at).await }, if self.reply.is_none() => {
-                    if self.events.receiver_count() == 0 && self.presence.receiver_count() == 0 {
+                    if self.events.receiver_count() == 0
+                        && self.presence.receiver_count() == 0
+                        && (self.may_retire)()
+                    {
                         tracing::debug!(conversation = %self.id, "idle; stopping");
                         break;
                     }
                     self.last_active = Instant::now();
                 }
             }
+            if self.reserve_needed {
+                self.reserve_event_ids().await;
+            }
         }
         self.stop().await;
     }
 
-    /// Prepares a conversation loaded from storage: a reply left streaming by a previous
-    /// actor (a crash or a panic) is marked failed, and a block of event numbers is reserved.
-    async fn recover(&mut self) {
-        for m in self
-            .messages
-            .iter_mut()
-            .filter(|m| m.status == Status::Streaming)
-        {
-            m.status = Status::Failed;
-            m.error = Some("the reply was cut off by a server restart".into());
-            if let Err(e) = self.store.update_message(m).await {
-                tracing::warn!(conversation = %self.id, error = %e, "cannot mark abandoned reply");
-            }
-        }
-        self.reserved_until = self.next_id + EVENT_ID_BLOCK;
-        if let Err(e) = self
-            .store
-            .set_event_id_floor(&self.id, self.reserved_until)
-            .await
-        {
-            tracing::warn!(conversation = %self.id, error = %e, "cannot reserve event ids");
-        }
-    }
-
-    async fn handle(&mut self, cmd: Command) {
+    async fn handle(&mut self, cmd: Command) -> Flow {
         self.last_active = Instant::now();
         match cmd {
             Command::Post { text, reply } => {
@@ -196,6 +215,7 @@ impl Actor {
                     self.announce(PresenceFrame::typing(&participant, active));
                 }
             }
+            Command::Retire => return Flow::Stop,
             Command::ProviderCallback {
                 reply_id,
                 callback,
@@ -204,6 +224,7 @@ impl Actor {
                 let _ = ack.send(self.provider_callback(&reply_id, callback));
             }
         }
+        Flow::Continue
     }
 
     /// Forwards a callback to the running reply if it is the one it belongs to. A late
@@ -237,14 +258,9 @@ impl Actor {
         self.log.push(frame.clone());
         // No receivers is fine: the log keeps the event for whoever comes later.
         let _ = self.events.send(frame);
+        // Half a block of slack: the reservation is written within this turn of the loop.
         if self.next_id + EVENT_ID_BLOCK / 2 >= self.reserved_until {
-            self.reserved_until = self.next_id + EVENT_ID_BLOCK;
-            let (store, conv, floor) = (self.store.clone(), self.id.clone(), self.reserved_until);
-            tokio::spawn(async move {
-                if let Err(e) = store.set_event_id_floor(&conv, floor).await {
-                    tracing::warn!(conversation = %conv, error = %e, "cannot reserve event ids");
-                }
-            });
+            self.reserve_needed = true;
         }
         id
     }
@@ -301,6 +317,7 @@ impl Actor {
         });
         self.log.pin_from(started);
         self.messages.push(reply);
+        self.shared.replying.store(true, Ordering::Release);
         let stream = self.provider.start(ReplyRequest {
             conversation_id: self.id.to_string(),
             reply_id: reply_id.clone(),
@@ -375,6 +392,7 @@ impl Actor {
             }),
         };
         self.log.unpin();
+        self.shared.replying.store(false, Ordering::Release);
         if status == Status::Interrupted {
             self.announce(PresenceFrame::interrupted(&msg.id));
         }
@@ -392,22 +410,37 @@ impl Actor {
     fn subscribe(&self, after: Option<u64>) -> Subscription {
         let live = self.events.subscribe();
         let last = self.last_event_id();
-        let backlog = match after.map(|n| self.log.after(n, last)) {
-            None => Vec::new(),
-            Some(Replay::Frames(frames)) => frames,
-            Some(Replay::Snapshot) => vec![
-                Event::Sync {
-                    messages: &self.messages,
-                    last_event_id: last,
-                }
-                .encode(last)
-                .bytes,
-            ],
+        let replay = match after {
+            None => Replay::Frames {
+                frames: Vec::new(),
+                more: false,
+            },
+            Some(n) => self.log.after(n, last, REPLAY_PAGE),
         };
-        Subscription {
-            backlog,
-            last_id: last,
-            live,
+        match replay {
+            Replay::Frames { frames, more } => Subscription {
+                last_id: if more {
+                    frames.last().map_or(last, |f| f.id)
+                } else {
+                    last
+                },
+                backlog: frames.into_iter().map(|f| f.bytes).collect(),
+                more,
+                live,
+            },
+            Replay::Snapshot => Subscription {
+                backlog: vec![
+                    Event::Sync {
+                        messages: &self.messages,
+                        last_event_id: last,
+                    }
+                    .encode(last)
+                    .bytes,
+                ],
+                last_id: last,
+                more: false,
+                live,
+            },
         }
     }
 
@@ -420,26 +453,9 @@ impl Actor {
         }
     }
 
-    /// Stores the streaming reply's text if it grew; the write runs beside the actor.
-    fn checkpoint(&mut self) {
-        let Some(active) = self.reply.as_mut() else {
-            return;
-        };
-        let msg = &self.messages[active.index];
-        if msg.text.len() == active.checkpointed_len {
-            return;
-        }
-        active.checkpointed_len = msg.text.len();
-        let (store, id, text) = (self.store.clone(), msg.id.clone(), msg.text.clone());
-        tokio::spawn(async move {
-            if let Err(e) = store.checkpoint_reply(&id, &text).await {
-                tracing::warn!(error = %e, "cannot checkpoint reply");
-            }
-        });
-    }
-
-    /// Last acts: a reply in progress is interrupted and stored, the exact event-number
-    /// floor is written, and every stream watching this conversation is ended.
+    /// Last acts: a reply in progress is interrupted and stored, the replay window and
+    /// the exact event-number floor are written, and every stream watching this
+    /// conversation is ended.
     async fn stop(&mut self) {
         self.interrupt().await;
         for who in self
@@ -448,6 +464,7 @@ impl Actor {
         {
             self.announce(PresenceFrame::typing(&who, false));
         }
+        self.save_events().await;
         if let Err(e) = self.store.set_event_id_floor(&self.id, self.next_id).await {
             tracing::warn!(conversation = %self.id, error = %e, "cannot store event-id floor");
         }

@@ -3,8 +3,14 @@
 //! Every method sends one command into the actor's bounded mailbox and, where an answer is
 //! needed, awaits it on a `oneshot`. A full mailbox is reported as [`ActorError::Busy`]
 //! (the web layer answers 503 with `Retry-After`) instead of waiting without end.
+//!
+//! Holding a handle is a lease: the registry lets an actor go to sleep (idle eviction)
+//! only when nobody but the registry holds its handle, no reply runs and its mailbox is
+//! empty. A request holds one while it runs, an SSE stream or WebSocket session for its
+//! whole life, so "idle" needs no bookkeeping that could drift.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -24,6 +30,8 @@ pub enum ActorError {
     Gone,
     #[error("no such conversation")]
     NotFound,
+    #[error("too many conversations are active")]
+    Full,
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -50,6 +58,9 @@ pub struct Subscription {
     pub backlog: Vec<Bytes>,
     /// The id of the last frame in `backlog` (or the one the client already had).
     pub last_id: u64,
+    /// The replay did not fit in one page: after `backlog`, subscribe again after
+    /// `last_id` instead of reading `live` (which would skip the rest).
+    pub more: bool,
     pub live: broadcast::Receiver<Frame>,
 }
 
@@ -88,6 +99,29 @@ pub(crate) enum Command {
         callback: Callback,
         ack: oneshot::Sender<CallbackAck>,
     },
+    /// Stop now: the registry has chosen this idle actor to make room.
+    Retire,
+}
+
+/// What the actor and every handle of one conversation share.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// A reply is running (set by the actor only).
+    pub(crate) replying: AtomicBool,
+    /// Subscriber places taken (SSE streams; any session that calls `try_watch`).
+    watchers: AtomicUsize,
+}
+
+/// One of a conversation's limited subscriber places; given back when dropped.
+#[derive(Debug)]
+pub struct WatchSlot {
+    shared: Arc<Shared>,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        self.shared.watchers.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A cheap, cloneable way to talk to one conversation actor.
@@ -101,6 +135,9 @@ pub struct ConversationHandle {
     pub(crate) cancel: CancellationToken,
     /// Distinguishes this actor from a later one for the same conversation.
     pub(crate) generation: u64,
+    pub(crate) shared: Arc<Shared>,
+    /// Counts the holders of this handle (see the module note).
+    pub(crate) lease: Arc<()>,
 }
 
 impl std::fmt::Debug for ConversationHandle {
@@ -115,6 +152,11 @@ impl std::fmt::Debug for ConversationHandle {
 impl ConversationHandle {
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The id as a cheaply cloned key.
+    pub fn shared_id(&self) -> Arc<str> {
+        self.id.clone()
     }
 
     pub fn provider(&self) -> &str {
@@ -133,6 +175,34 @@ impl ConversationHandle {
 
     pub fn is_alive(&self) -> bool {
         !self.tx.is_closed()
+    }
+
+    /// Nobody but the holder of this very handle uses the actor: no other handle exists,
+    /// no reply runs, no command waits. Meaningful only for the registry's own copy.
+    pub(crate) fn is_idle(&self) -> bool {
+        Arc::strong_count(&self.lease) == 1
+            && !self.shared.replying.load(Ordering::Acquire)
+            && self.tx.capacity() == self.tx.max_capacity()
+            && self.is_alive()
+    }
+
+    /// Takes one of the conversation's `max` subscriber places (every SSE stream takes one),
+    /// or `None` when all are taken.
+    pub fn try_watch(&self, max: usize) -> Option<WatchSlot> {
+        self.shared
+            .watchers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(WatchSlot {
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Open subscriber places taken.
+    pub fn watchers(&self) -> usize {
+        self.shared.watchers.load(Ordering::Acquire)
     }
 
     async fn ask<T>(

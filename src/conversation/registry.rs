@@ -1,39 +1,87 @@
 //! The registry: finds the actor of a conversation, or starts it from storage.
 //!
-//! At most one actor runs per conversation. An actor that stops (idle, or after a panic)
-//! removes itself; the next request starts a fresh one from storage. Actors run under the
-//! server's task tracker and a child of its cancellation token, so shutdown reaches them.
+//! At most one actor runs per conversation, and a new one never starts before the old one
+//! has finished its last writes (it waits for the old one's `done`), so event numbers and
+//! stored state never interleave between two actors. An actor goes to sleep when idle
+//! (no reply, nobody holding its handle, empty mailbox) after `idle_timeout`, or earlier
+//! when the registry is full and needs room; it removes itself when its task ends. A
+//! panicking actor is caught and logged; the next request starts a new one from storage.
+//! Actors run under the server's task tracker and watch its cancellation token.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::actor::Actor;
-use super::events::ReplayLog;
-use super::handle::{ActorError, ConversationHandle};
+use super::actor::{Actor, ActorParts};
+use super::events::{Frame, ReplayLog};
+use super::handle::{ActorError, Command, ConversationHandle, Shared};
 use crate::config::Limits;
 use crate::providers::Providers;
-use crate::storage::{Store, StoredConversation};
+use crate::storage::{Store, StoredConversation, StoredEvent};
+
+/// How long a request waits for a conversation's previous actor to finish stopping.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a conversation could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     #[error("unknown provider `{0}`")]
     UnknownProvider(String),
+    #[error("too many conversations are active")]
+    Full,
+    #[error("the server is shutting down")]
+    ShuttingDown,
     #[error("storage: {0}")]
     Storage(#[from] crate::storage::StoreError),
 }
 
+enum Entry {
+    Live {
+        handle: ConversationHandle,
+        last_used: Instant,
+    },
+    /// Chosen to sleep; its task is storing its last state. `done` fires when it has.
+    Stopping {
+        generation: u64,
+        done: CancellationToken,
+    },
+}
+
+impl Entry {
+    fn generation(&self) -> u64 {
+        match self {
+            Entry::Live { handle, .. } => handle.generation,
+            Entry::Stopping { generation, .. } => *generation,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    entries: HashMap<Arc<str>, Entry>,
+    /// How many entries are `Live` (what `max_conversations` bounds).
+    awake: usize,
+}
+
+enum Install {
+    Ready(ConversationHandle),
+    /// The conversation's previous actor is still stopping: wait for it, then retry.
+    Wait(CancellationToken),
+    Full,
+}
+
 /// Finds or starts conversation actors.
 pub struct Registry {
-    live: Mutex<HashMap<Arc<str>, ConversationHandle>>,
+    table: Mutex<Table>,
     store: Store,
     providers: Providers,
     limits: Limits,
@@ -41,6 +89,7 @@ pub struct Registry {
     root: CancellationToken,
     tracker: TaskTracker,
     generation: AtomicU64,
+    me: Weak<Registry>,
 }
 
 impl Registry {
@@ -52,8 +101,8 @@ impl Registry {
         root: CancellationToken,
         tracker: TaskTracker,
     ) -> Arc<Self> {
-        Arc::new(Registry {
-            live: Mutex::new(HashMap::new()),
+        Arc::new_cyclic(|me| Registry {
+            table: Mutex::new(Table::default()),
             store,
             providers,
             limits,
@@ -61,23 +110,29 @@ impl Registry {
             root,
             tracker,
             generation: AtomicU64::new(0),
+            me: me.clone(),
         })
     }
 
-    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, ConversationHandle>> {
+    fn table(&self) -> MutexGuard<'_, Table> {
         // A panic while holding this lock leaves the map itself consistent; keep going.
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// How many conversation actors are running.
+    /// How many conversation actors are in memory (awake or finishing their last writes).
     pub fn live_count(&self) -> usize {
-        self.live().len()
+        self.table().entries.len()
+    }
+
+    /// How many of them are awake (what `max_conversations` bounds).
+    pub fn awake_count(&self) -> usize {
+        self.table().awake
     }
 
     /// Creates a conversation with the named provider (or the default) and starts its actor.
     /// Returns its handle and its token (shown to the client once, stored only as a hash).
     pub async fn create(
-        self: &Arc<Self>,
+        &self,
         provider: Option<&str>,
     ) -> Result<(ConversationHandle, String), CreateError> {
         let provider = match provider {
@@ -87,6 +142,12 @@ impl Registry {
                 .ok_or_else(|| CreateError::UnknownProvider(name.to_string()))?,
             None => self.providers.default_provider(),
         };
+        if self.root.is_cancelled() {
+            return Err(CreateError::ShuttingDown);
+        }
+        if !self.make_room(&mut self.table()) {
+            return Err(CreateError::Full);
+        }
         let id = crate::ids::conversation_id();
         let token = crate::ids::token();
         let token_hash = crate::ids::token_hash(&token);
@@ -95,52 +156,184 @@ impl Registry {
         self.store
             .create_conversation(&id, &token_hash, &name, now)
             .await?;
-        let handle = self.start(StoredConversation {
+        let stored = StoredConversation {
             id,
             token_hash,
             provider: name,
             created_at: now,
             event_id_floor: 1,
             messages: Vec::new(),
-        });
-        Ok((handle, token))
+        };
+        // The row exists now: start it even if that goes a little over the bound.
+        match self.install(stored, Vec::new(), false) {
+            Install::Ready(handle) => Ok((handle, token)),
+            Install::Wait(_) | Install::Full => Err(CreateError::Full),
+        }
     }
 
     /// The running actor of conversation `id`, started from storage if needed.
-    pub async fn get(self: &Arc<Self>, id: &str) -> Result<ConversationHandle, ActorError> {
-        if let Some(h) = self.live().get(id).filter(|h| h.is_alive()) {
-            return Ok(h.clone());
+    pub async fn get(&self, id: &str) -> Result<ConversationHandle, ActorError> {
+        self.find(id, None).await
+    }
+
+    /// Like [`Registry::get`], for a caller presenting `token`: a wrong token is
+    /// `NotFound`, and is found out before any actor is started, so strangers cannot
+    /// wake conversations (or push others out of memory).
+    pub async fn open(&self, id: &str, token: &str) -> Result<ConversationHandle, ActorError> {
+        self.find(id, Some(token)).await
+    }
+
+    async fn find(&self, id: &str, token: Option<&str>) -> Result<ConversationHandle, ActorError> {
+        for _ in 0..4 {
+            let previous = {
+                let mut table = self.table();
+                match table.entries.get_mut(id) {
+                    Some(Entry::Live { handle, last_used }) if handle.is_alive() => {
+                        if token.is_some_and(|t| !handle.token_matches(t)) {
+                            return Err(ActorError::NotFound);
+                        }
+                        *last_used = Instant::now();
+                        return Ok(handle.clone());
+                    }
+                    // A panicked actor: its task is about to clean up after it.
+                    Some(Entry::Live { handle, .. }) => Some(handle.cancel.clone()),
+                    Some(Entry::Stopping { done, .. }) => Some(done.clone()),
+                    None => None,
+                }
+            };
+            if let Some(done) = previous {
+                wait_done(&done).await?;
+            }
+            if self.root.is_cancelled() {
+                return Err(ActorError::Gone);
+            }
+            let stored = self
+                .store
+                .load_conversation(id)
+                .await
+                .map_err(|e| ActorError::Storage(e.to_string()))?
+                .ok_or(ActorError::NotFound)?;
+            if token.is_some_and(|t| !crate::ids::token_matches(t, &stored.token_hash)) {
+                return Err(ActorError::NotFound);
+            }
+            let events = match self.store.load_events(id, self.limits.replay_events).await {
+                Ok(events) => events,
+                Err(e) => {
+                    // Resumes fall back to a `sync`; the conversation itself is fine.
+                    tracing::warn!(conversation = %id, error = %e, "cannot load stored events");
+                    Vec::new()
+                }
+            };
+            match self.install(stored, events, true) {
+                Install::Ready(handle) => return Ok(handle),
+                Install::Wait(done) => wait_done(&done).await?,
+                Install::Full => return Err(ActorError::Full),
+            }
         }
-        if self.root.is_cancelled() {
-            return Err(ActorError::Gone);
+        Err(ActorError::Busy)
+    }
+
+    /// Puts idle actors to sleep until fewer than `max_conversations` are awake; `false`
+    /// if that is not possible (every actor is in use).
+    fn make_room(&self, table: &mut Table) -> bool {
+        let max = self.limits.max_conversations;
+        if table.awake < max {
+            return true;
         }
-        let stored = self
-            .store
-            .load_conversation(id)
-            .await
-            .map_err(|e| ActorError::Storage(e.to_string()))?
-            .ok_or(ActorError::NotFound)?;
-        Ok(self.start(stored))
+        let mut idle: Vec<(Instant, Arc<str>)> = table
+            .entries
+            .iter()
+            .filter_map(|(id, e)| match e {
+                Entry::Live { handle, last_used } if handle.is_idle() => {
+                    Some((*last_used, id.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        idle.sort_unstable_by_key(|(at, _)| *at);
+        // A batch at a time, least recently used first, so the scan is paid rarely.
+        let batch = (max / 64).max(1) + table.awake - max;
+        for (_, id) in idle.into_iter().take(batch) {
+            retire(table, &id);
+        }
+        table.awake < max
+    }
+
+    /// Called by an actor whose idle time is up: may it stop? If so it is marked stopping
+    /// under the lock, so no request can pick up its handle any more.
+    fn try_retire(&self, id: &str, generation: u64) -> bool {
+        let mut table = self.table();
+        let done = match table.entries.get(id) {
+            Some(Entry::Live { handle, .. })
+                if handle.generation == generation && handle.is_idle() =>
+            {
+                handle.cancel.clone()
+            }
+            _ => return false,
+        };
+        table.awake = table.awake.saturating_sub(1);
+        table
+            .entries
+            .insert(id.into(), Entry::Stopping { generation, done });
+        true
     }
 
     /// Starts the actor for `stored` unless another request started one meanwhile.
-    fn start(self: &Arc<Self>, stored: StoredConversation) -> ConversationHandle {
-        let mut live = self.live();
-        if let Some(h) = live.get(stored.id.as_str()).filter(|h| h.is_alive()) {
-            return h.clone();
+    fn install(
+        &self,
+        stored: StoredConversation,
+        events: Vec<StoredEvent>,
+        strict: bool,
+    ) -> Install {
+        let mut table = self.table();
+        let replacing_live = match table.entries.get(stored.id.as_str()) {
+            Some(Entry::Live { handle, .. }) if handle.is_alive() => {
+                return Install::Ready(handle.clone());
+            }
+            Some(Entry::Live { handle, .. }) if !handle.cancel.is_cancelled() => {
+                return Install::Wait(handle.cancel.clone());
+            }
+            Some(Entry::Stopping { done, .. }) if !done.is_cancelled() => {
+                return Install::Wait(done.clone());
+            }
+            Some(Entry::Live { .. }) => true,
+            _ => false,
+        };
+        if replacing_live {
+            // Its task finds no entry of its generation left and counts nothing twice.
+            table.entries.remove(stored.id.as_str());
+            table.awake = table.awake.saturating_sub(1);
         }
+        if !self.make_room(&mut table) && strict {
+            return Install::Full;
+        }
+        let handle = self.spawn(stored, events);
+        table.awake += 1;
+        table.entries.insert(
+            handle.id.clone(),
+            Entry::Live {
+                handle: handle.clone(),
+                last_used: Instant::now(),
+            },
+        );
+        Install::Ready(handle)
+    }
+
+    fn spawn(&self, stored: StoredConversation, events: Vec<StoredEvent>) -> ConversationHandle {
         let provider = self
             .providers
             .get(&stored.provider)
             .unwrap_or_else(|| self.providers.default_provider());
         let id: Arc<str> = stored.id.into();
+        let next_id = stored.event_id_floor.max(1);
         let (tx, rx) = mpsc::channel(self.limits.mailbox);
-        let (events, _) = broadcast::channel(self.limits.broadcast_capacity);
+        let (events_tx, _) = broadcast::channel(self.limits.broadcast_capacity);
         let (presence, _) = broadcast::channel(64);
         // Not a child of the root token: streams must outlive the shutdown signal long
         // enough to carry the actor's last events; the actor cancels it when it stops.
         let done = CancellationToken::new();
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(Shared::default());
         let handle = ConversationHandle {
             id: id.clone(),
             token_hash: stored.token_hash.into(),
@@ -148,25 +341,40 @@ impl Registry {
             tx,
             cancel: done.clone(),
             generation,
+            shared: shared.clone(),
+            lease: Arc::new(()),
         };
-        let actor = Actor::new(
-            id.clone(),
+        let stored_frames = events.into_iter().map(|e| Frame {
+            id: e.id,
+            bytes: Bytes::from(e.frame),
+        });
+        let (log, stored_upto) =
+            ReplayLog::restore(self.limits.replay_events, stored_frames.collect(), next_id);
+        let me = self.me.clone();
+        let retire_id = id.clone();
+        let actor = Actor::new(ActorParts {
+            id: id.clone(),
             provider,
-            self.store.clone(),
-            stored.messages,
-            stored.event_id_floor.max(1),
-            ReplayLog::new(self.limits.replay_events),
-            events,
+            store: self.store.clone(),
+            messages: stored.messages,
+            next_id,
+            log,
+            stored_upto,
+            replay_events: self.limits.replay_events,
+            events: events_tx,
             presence,
             rx,
-            self.root.clone(),
-            done.clone(),
-            self.idle_timeout,
-        );
-        live.insert(id.clone(), handle.clone());
-        drop(live);
+            shutdown: self.root.clone(),
+            done: done.clone(),
+            idle_timeout: self.idle_timeout,
+            shared,
+            may_retire: Box::new(move || {
+                me.upgrade()
+                    .is_some_and(|r| r.try_retire(&retire_id, generation))
+            }),
+        });
 
-        let registry = Arc::clone(self);
+        let me = self.me.clone();
         self.tracker.spawn(async move {
             // A panicking actor is logged and forgotten; its conversation lives in storage
             // and the next request starts a new actor from there. No other actor notices.
@@ -179,11 +387,44 @@ impl Registry {
                 tracing::error!(conversation = %id, panic = %what, "conversation actor panicked; it will restart from storage");
             }
             done.cancel();
-            let mut live = registry.live();
-            if live.get(&id).is_some_and(|h| h.generation == generation) {
-                live.remove(&id);
+            if let Some(registry) = me.upgrade() {
+                let mut table = registry.table();
+                if table
+                    .entries
+                    .get(&id)
+                    .is_some_and(|e| e.generation() == generation)
+                    && let Some(Entry::Live { .. }) = table.entries.remove(&id)
+                {
+                    table.awake = table.awake.saturating_sub(1);
+                }
             }
         });
         handle
     }
+}
+
+/// Marks a live, idle entry as stopping and tells its actor to stop.
+fn retire(table: &mut Table, id: &Arc<str>) -> bool {
+    let Some(Entry::Live { handle, .. }) = table.entries.get(id) else {
+        return false;
+    };
+    if !handle.is_idle() {
+        return false;
+    }
+    // The mailbox is empty and nobody else holds the handle, so this fits.
+    if handle.tx.try_send(Command::Retire).is_err() {
+        return false;
+    }
+    let (generation, done) = (handle.generation, handle.cancel.clone());
+    table.awake = table.awake.saturating_sub(1);
+    table
+        .entries
+        .insert(id.clone(), Entry::Stopping { generation, done });
+    true
+}
+
+async fn wait_done(done: &CancellationToken) -> Result<(), ActorError> {
+    tokio::time::timeout(STOP_WAIT, done.cancelled())
+        .await
+        .map_err(|_| ActorError::Busy)
 }

@@ -269,6 +269,28 @@ impl Providers {
         })
     }
 
+    /// Adds providers built in code (see `Config::extra_providers`); names must stay unique.
+    pub fn with_extra(self, extra: &[Arc<dyn Provider>]) -> Result<Providers, StartupError> {
+        if extra.is_empty() {
+            return Ok(self);
+        }
+        let mut list: Vec<Arc<dyn Provider>> = self.list.iter().cloned().collect();
+        for p in extra {
+            let name = &p.info().name;
+            if list.iter().any(|q| &q.info().name == name) {
+                return Err(StartupError::Provider {
+                    name: name.clone(),
+                    message: "`name` is used by two entries".into(),
+                });
+            }
+            list.push(p.clone());
+        }
+        Ok(Providers {
+            list: Arc::new(list),
+            jobs: self.jobs,
+        })
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<dyn Provider>> {
         self.list.iter().find(|p| p.info().name == name).cloned()
     }

@@ -50,14 +50,32 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
+fn migration(version: i64, name: &'static str, sql: &'static str) -> Migration {
+    Migration::new(
+        version,
+        Cow::Borrowed(name),
         MigrationType::Simple,
-        include_str!("../../migrations/0001_init.sql").into_sql_str(),
+        sql.into_sql_str(),
         false,
-    )])
+    )
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![
+        migration(1, "init", include_str!("../../migrations/0001_init.sql")),
+        migration(
+            2,
+            "events",
+            include_str!("../../migrations/0002_events.sql"),
+        ),
+    ])
+}
+
+/// One stored event: its number and its SSE frame bytes.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub id: u64,
+    pub frame: Vec<u8>,
 }
 
 impl Store {
@@ -74,9 +92,11 @@ impl Store {
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
         };
-        // An in-memory database lives in one connection: keep exactly one, forever.
+        // An in-memory database lives in one connection: keep exactly one, forever (and do
+        // not ping it before each use: it cannot have gone away).
         let pool = SqlitePoolOptions::new()
             .max_connections(if memory { 1 } else { 4 })
+            .test_before_acquire(!memory)
             .min_connections(if memory { 1 } else { 0 })
             .idle_timeout(if memory {
                 None
@@ -206,7 +226,21 @@ impl Store {
         Ok(())
     }
 
-    /// Records that event numbers below `floor` may have been used.
+    /// Records that event numbers below `floor` may be in use (a reservation). Never
+    /// lowers the floor, so a late write cannot undo a newer reservation.
+    pub async fn reserve_event_ids(&self, id: &str, floor: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE conversations SET event_id_floor = MAX(event_id_floor, ?) WHERE id = ?",
+        )
+        .bind(floor as i64)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Sets the floor to exactly `floor`: written by an actor as it stops gracefully, when
+    /// it knows the last number it used and no other actor of the conversation runs.
     pub async fn set_event_id_floor(&self, id: &str, floor: u64) -> Result<(), StoreError> {
         sqlx::query("UPDATE conversations SET event_id_floor = ? WHERE id = ?")
             .bind(floor as i64)
@@ -214,6 +248,58 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Stores `events` (new frames, rising ids) and forgets this conversation's events
+    /// numbered below `keep_from`, in one transaction.
+    pub async fn save_events(
+        &self,
+        conversation_id: &str,
+        events: &[(u64, &[u8])],
+        keep_from: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (id, frame) in events {
+            sqlx::query(
+                "INSERT OR REPLACE INTO events (conversation_id, id, frame) VALUES (?, ?, ?)",
+            )
+            .bind(conversation_id)
+            .bind(*id as i64)
+            .bind(*frame)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM events WHERE conversation_id = ? AND id < ?")
+            .bind(conversation_id)
+            .bind(keep_from as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The last `limit` stored events of a conversation, oldest first.
+    pub async fn load_events(
+        &self,
+        conversation_id: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, frame FROM events WHERE conversation_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(conversation_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows.into_iter().rev() {
+            let id: i64 = r.try_get("id")?;
+            out.push(StoredEvent {
+                id: id.max(0) as u64,
+                frame: r.try_get("frame")?,
+            });
+        }
+        Ok(out)
     }
 
     /// Records a webhook delivery; `true` if it is new, `false` if it was seen before.

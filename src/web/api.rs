@@ -56,6 +56,8 @@ pub(super) async fn create_conversation(
         CreateError::UnknownProvider(name) => {
             AppError::BadRequest(format!("unknown provider `{name}`; see GET /api/providers"))
         }
+        CreateError::Full => AppError::Overloaded,
+        CreateError::ShuttingDown => AppError::ShuttingDown,
         CreateError::Storage(e) => e.into(),
     })
 }
@@ -102,6 +104,11 @@ pub async fn post_message(
     let conv = authorize(&state, &id, &headers, true).await?;
     let JsonBody(body) = body?;
     let text = valid_text(&state, body.text)?;
+    if let Err(wait) = state.limits.per_conversation.check(&conv.shared_id()) {
+        return Err(AppError::TooManyRequests {
+            retry_after_secs: super::limit::retry_after_secs(wait),
+        });
+    }
     let posted = conv.post(text).await?;
     Ok((StatusCode::ACCEPTED, Json(posted)).into_response())
 }

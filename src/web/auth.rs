@@ -75,18 +75,16 @@ pub async fn authorize(
     if !crate::ids::is_plausible_id(id) {
         return Err(AppError::NotFound);
     }
-    let handle = match state.registry.get(id).await {
-        Ok(h) => h,
-        Err(ActorError::NotFound) => return Err(AppError::NotFound),
-        Err(e) => return Err(e.into()),
-    };
     let (token, by_cookie) = match &cred {
         Credential::Bearer(t) => (t, false),
         Credential::Cookie(t) => (t, true),
     };
-    if !handle.token_matches(token) {
-        return Err(AppError::NotFound);
-    }
+    // The token is checked (in constant time) before any actor is started.
+    let handle = match state.registry.open(id, token).await {
+        Ok(h) => h,
+        Err(ActorError::NotFound) => return Err(AppError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
     if by_cookie && changes_state {
         let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
         // Browsers send Origin on every cross-site POST; its absence means no browser.

@@ -2,21 +2,30 @@
 //!
 //! Routes never change a conversation themselves: they authorise the caller, then send
 //! the conversation's actor a command through its handle (see `crate::conversation`).
+//!
+//! Around every route, outermost first: request tracing (method and path only — never
+//! headers, cookies or query strings, which may carry credentials), panic catching, the
+//! shutdown gate (503 `shutting_down` once shutdown begins), the per-address rate limit,
+//! the security headers and the body size limit.
 
 mod api;
 mod auth;
 mod body;
+pub mod limit;
 mod pages;
 mod sse;
 mod webhooks;
 
 pub use webhooks::spawn_pruner;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -41,6 +50,28 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Long-lived tasks (actors, WebSocket sessions) that shutdown waits for.
     pub tracker: TaskTracker,
+    pub limits: Arc<Limiters>,
+}
+
+/// The rate limiters every route shares.
+#[derive(Debug)]
+pub struct Limiters {
+    /// Requests per client address.
+    pub per_client: limit::RateLimiter<IpAddr>,
+    /// Messages per conversation.
+    pub per_conversation: limit::RateLimiter<Arc<str>>,
+}
+
+impl Limiters {
+    pub fn new(limits: &crate::config::Limits) -> Self {
+        Limiters {
+            per_client: limit::RateLimiter::new(limits.requests_per_minute, limits.rate_limit_keys),
+            per_conversation: limit::RateLimiter::new(
+                limits.messages_per_minute,
+                limits.rate_limit_keys,
+            ),
+        }
+    }
 }
 
 /// All of chatwire's routes.
@@ -67,6 +98,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit::per_client,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), shutdown_gate))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
@@ -83,19 +119,39 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("same-origin"),
         ))
         .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(AppError::Internal(
-                "handler panicked".into(),
-            ))
+            AppError::Internal("handler panicked".into()).into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
 
-async fn healthz(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> Result<&'static str, AppError> {
-    state.store.ping().await?;
-    Ok("ok\n")
+/// The span of one request: method and path. Not the query string, not the headers:
+/// those can carry tokens and cookies, which never go to the log.
+fn request_span(req: &Request) -> tracing::Span {
+    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+}
+
+/// Once shutdown has begun, new requests get 503 `shutting_down` (with `Retry-After`).
+async fn shutdown_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if state.shutdown.is_cancelled() {
+        return AppError::ShuttingDown.into_response();
+    }
+    next.run(req).await
+}
+
+/// 200 while serving; 503 when storage does not answer or the server is shutting down.
+async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError> {
+    if state.shutdown.is_cancelled() {
+        return Err(AppError::ShuttingDown);
+    }
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping());
+    match ping.await {
+        Ok(Ok(())) => Ok("ok\n"),
+        Ok(Err(e)) => Err(AppError::Unavailable(format!("storage: {e}"))),
+        Err(_) => Err(AppError::Unavailable(
+            "storage: no answer within 2 s".into(),
+        )),
+    }
 }
 
 async fn not_found() -> AppError {

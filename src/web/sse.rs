@@ -4,9 +4,17 @@
 //! The stream starts with one `retry:` hint, then what the actor handed over when we
 //! subscribed (a replay after `Last-Event-ID`, or a `sync` snapshot), then live frames —
 //! the same bytes for every subscriber, encoded once by the actor. Frames that are already
-//! waiting are written together. A reader that falls behind the live channel re-subscribes
-//! from the last event it was sent, so it never skips one. The stream ends when the
-//! conversation's actor stops or the server shuts down.
+//! waiting are written together.
+//!
+//! Memory per stream is bounded whatever the reader's speed: the live channel is a ring
+//! of fixed size shared by all subscribers, the body is pulled only as fast as the socket
+//! takes it, and a reader that falls behind the ring re-subscribes from the last event it
+//! was sent, taking the replay a page at a time (or a `sync` if it is older than the
+//! replay window). It never skips an event, and other subscribers never wait for it.
+//!
+//! Each stream takes one of the conversation's limited subscriber places (429 when none
+//! is left). It ends, with a `retry:` hint, when the conversation's actor stops or the
+//! server shuts down.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -21,16 +29,18 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::AppState;
 use super::auth::authorize;
 use crate::conversation::events::Frame;
-use crate::conversation::{ConversationHandle, Subscription};
+use crate::conversation::{ConversationHandle, Subscription, WatchSlot};
 use crate::error::AppError;
 
 /// How long a browser waits before reconnecting after the stream drops.
 const RETRY_MS: u64 = 1000;
+/// The reconnect hint when the server is going away (give a restart time to come up).
+const RETRY_AFTER_SHUTDOWN_MS: u64 = 5000;
 /// Most bytes gathered into one write when frames are already waiting.
 const BATCH_BYTES: usize = 16 * 1024;
 
@@ -56,9 +66,14 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let conv = authorize(&state, &id, &headers, false).await?;
+    let slot = conv
+        .try_watch(state.config.limits.max_subscribers)
+        .ok_or(AppError::TooManySubscribers)?;
     let after = resume_point(&headers, &query);
     let sub = conv.subscribe(after).await?;
-    let stream = EventStream::new(conv, sub, state.config.keepalive);
+    let mut stream = EventStream::new(conv, sub, state.config.keepalive);
+    stream.slot = Some(slot);
+    stream.shutdown = Some(state.shutdown.clone());
     let body = Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
         s.next_chunk().await.map(|b| (Ok::<_, Infallible>(b), s))
     }));
@@ -81,8 +96,13 @@ struct EventStream {
     keepalive: Interval,
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
     done: bool,
-    /// The live receiver skipped ahead; it must be replaced before it is read again.
+    /// The live receiver skipped ahead (or the replay continues on another page); it must
+    /// be replaced before it is read again.
     lagged: bool,
+    /// This stream's subscriber place, given back when it ends.
+    slot: Option<WatchSlot>,
+    /// The server's shutdown signal, to choose the reconnect hint.
+    shutdown: Option<CancellationToken>,
 }
 
 impl EventStream {
@@ -101,7 +121,9 @@ impl EventStream {
             keepalive,
             stop,
             done: false,
-            lagged: false,
+            lagged: sub.more,
+            slot: None,
+            shutdown: None,
         }
     }
 
@@ -115,29 +137,67 @@ impl EventStream {
         }
         loop {
             if self.lagged {
-                self.resubscribe().await?;
+                if self.resubscribe().await.is_none() {
+                    // The actor is gone: the client resumes from the next one.
+                    return Some(self.closing());
+                }
                 if let Some(b) = self.pending.pop_front() {
                     return Some(b);
                 }
             }
             tokio::select! {
                 biased;
-                _ = &mut self.stop => {
-                    self.done = true;
-                    return Some(Bytes::from_static(b": server closing this stream; reconnect\n\n"));
-                }
+                _ = &mut self.stop => return Some(self.closing()),
                 r = self.live.recv() => match r {
                     Ok(frame) => {
                         if let Some(chunk) = self.gather(frame) {
                             return Some(chunk);
                         }
                     }
-                    Err(RecvError::Lagged(_)) => self.lagged = true,
-                    Err(RecvError::Closed) => return None,
+                    Err(RecvError::Lagged(_)) => self.fell_behind(),
+                    Err(RecvError::Closed) => return Some(self.closing()),
                 },
                 _ = self.keepalive.tick() => return Some(Bytes::from_static(b": keep-alive\n\n")),
             }
         }
+    }
+
+    /// The stream's last chunk: the actor's final events still in the live channel (it
+    /// stops only after publishing them), then a reconnect hint. Gives the place back.
+    fn closing(&mut self) -> Bytes {
+        self.done = true;
+        self.slot = None;
+        let mut out = BytesMut::new();
+        while !self.lagged {
+            match self.live.try_recv() {
+                Ok(frame) if frame.id > self.last_id => {
+                    self.last_id = frame.id;
+                    out.extend_from_slice(&frame.bytes);
+                }
+                Ok(_) => {}
+                // Behind: the client's resume (from the next actor's replay) fills the gap.
+                Err(TryRecvError::Lagged(_)) => self.lagged = true,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        let retry = if self.shutdown.as_ref().is_some_and(|s| s.is_cancelled()) {
+            RETRY_AFTER_SHUTDOWN_MS
+        } else {
+            RETRY_MS
+        };
+        out.extend_from_slice(
+            format!("retry: {retry}\n: server closing this stream; reconnect\n\n").as_bytes(),
+        );
+        out.freeze()
+    }
+
+    fn fell_behind(&mut self) {
+        tracing::debug!(
+            conversation = %self.conv.id(),
+            after = self.last_id,
+            "a slow reader fell behind; it resumes from the replay log"
+        );
+        self.lagged = true;
     }
 
     /// Fell behind the live channel: pick up again after the last event sent, from the
@@ -147,7 +207,7 @@ impl EventStream {
         self.live = sub.live;
         self.last_id = sub.last_id;
         self.pending.extend(sub.backlog);
-        self.lagged = false;
+        self.lagged = sub.more;
         Some(())
     }
 
@@ -174,7 +234,7 @@ impl EventStream {
             if size < BATCH_BYTES {
                 match self.live.try_recv() {
                     Ok(f) => next = Some(f),
-                    Err(TryRecvError::Lagged(_)) => self.lagged = true,
+                    Err(TryRecvError::Lagged(_)) => self.fell_behind(),
                     // Closed: the next `recv` ends the stream.
                     Err(TryRecvError::Empty | TryRecvError::Closed) => {}
                 }

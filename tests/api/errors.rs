@@ -14,6 +14,8 @@ struct Case {
     body: Option<Vec<u8>>,
     status: u16,
     code: &'static str,
+    /// Extra request headers (a cookie, an Origin).
+    headers: Vec<(&'static str, String)>,
 }
 
 #[tokio::test]
@@ -27,6 +29,13 @@ async fn malformed_requests_get_json_errors() {
     let other = app.create().await;
     let msgs = format!("/api/conversations/{}/messages", conv.id);
     let tok = Some(conv.token.clone());
+    let cookie = format!("cw_{}={}", conv.id, conv.token);
+    let foreign = |cookie: &str| {
+        vec![
+            ("cookie", cookie.to_string()),
+            ("origin", "https://evil.example".to_string()),
+        ]
+    };
     let json = |v: Value| Some(serde_json::to_vec(&v).unwrap());
     let cases = vec![
         Case {
@@ -36,6 +45,7 @@ async fn malformed_requests_get_json_errors() {
             token: tok.clone(),
             body: Some(b"{\"text\":".to_vec()),
             status: 400,
+            headers: vec![],
             code: "bad_request",
         },
         Case {
@@ -45,6 +55,7 @@ async fn malformed_requests_get_json_errors() {
             token: tok.clone(),
             body: json(serde_json::json!({})),
             status: 400,
+            headers: vec![],
             code: "bad_request",
         },
         Case {
@@ -54,6 +65,7 @@ async fn malformed_requests_get_json_errors() {
             token: tok.clone(),
             body: json(serde_json::json!({"text": 5})),
             status: 400,
+            headers: vec![],
             code: "invalid_text",
         },
         Case {
@@ -63,6 +75,7 @@ async fn malformed_requests_get_json_errors() {
             token: tok.clone(),
             body: json(serde_json::json!({"text": ""})),
             status: 400,
+            headers: vec![],
             code: "invalid_text",
         },
         Case {
@@ -72,6 +85,7 @@ async fn malformed_requests_get_json_errors() {
             token: tok.clone(),
             body: json(serde_json::json!({"text": " \n\t "})),
             status: 400,
+            headers: vec![],
             code: "invalid_text",
         },
         Case {
@@ -81,6 +95,7 @@ async fn malformed_requests_get_json_errors() {
             token: tok.clone(),
             body: json(serde_json::json!({"text": "x".repeat(1001)})),
             status: 413,
+            headers: vec![],
             code: "too_large",
         },
         Case {
@@ -90,6 +105,7 @@ async fn malformed_requests_get_json_errors() {
             token: tok.clone(),
             body: json(serde_json::json!({"text": "x", "pad": "y".repeat(9000)})),
             status: 413,
+            headers: vec![],
             code: "too_large",
         },
         Case {
@@ -99,6 +115,7 @@ async fn malformed_requests_get_json_errors() {
             token: tok.clone(),
             body: Some(b"{\"text\":\"\xff\xfe\"}".to_vec()),
             status: 400,
+            headers: vec![],
             code: "bad_request",
         },
         Case {
@@ -108,6 +125,7 @@ async fn malformed_requests_get_json_errors() {
             token: None,
             body: json(serde_json::json!({"text": "hi"})),
             status: 401,
+            headers: vec![],
             code: "unauthorized",
         },
         Case {
@@ -117,6 +135,7 @@ async fn malformed_requests_get_json_errors() {
             token: Some("nope".into()),
             body: json(serde_json::json!({"text": "hi"})),
             status: 404,
+            headers: vec![],
             code: "not_found",
         },
         Case {
@@ -126,6 +145,7 @@ async fn malformed_requests_get_json_errors() {
             token: Some(other.token.clone()),
             body: None,
             status: 404,
+            headers: vec![],
             code: "not_found",
         },
         Case {
@@ -135,6 +155,7 @@ async fn malformed_requests_get_json_errors() {
             token: tok.clone(),
             body: None,
             status: 404,
+            headers: vec![],
             code: "not_found",
         },
         Case {
@@ -144,6 +165,7 @@ async fn malformed_requests_get_json_errors() {
             token: tok.clone(),
             body: None,
             status: 404,
+            headers: vec![],
             code: "not_found",
         },
         Case {
@@ -153,6 +175,7 @@ async fn malformed_requests_get_json_errors() {
             token: None,
             body: json(serde_json::json!({"provider": "nope"})),
             status: 400,
+            headers: vec![],
             code: "bad_request",
         },
         Case {
@@ -162,6 +185,7 @@ async fn malformed_requests_get_json_errors() {
             token: None,
             body: json(serde_json::json!({"colour": "red"})),
             status: 400,
+            headers: vec![],
             code: "bad_request",
         },
         Case {
@@ -171,6 +195,7 @@ async fn malformed_requests_get_json_errors() {
             token: None,
             body: None,
             status: 405,
+            headers: vec![],
             code: "method_not_allowed",
         },
         Case {
@@ -180,6 +205,7 @@ async fn malformed_requests_get_json_errors() {
             token: None,
             body: None,
             status: 404,
+            headers: vec![],
             code: "not_found",
         },
         Case {
@@ -189,6 +215,7 @@ async fn malformed_requests_get_json_errors() {
             token: None,
             body: None,
             status: 401,
+            headers: vec![],
             code: "unauthorized",
         },
         Case {
@@ -198,6 +225,50 @@ async fn malformed_requests_get_json_errors() {
             token: Some(other.token.clone()),
             body: None,
             status: 404,
+            headers: vec![],
+            code: "not_found",
+        },
+        Case {
+            name: "cookie with a foreign Origin posting",
+            method: Method::POST,
+            path: msgs.clone(),
+            token: None,
+            body: json(serde_json::json!({"text": "cross-site"})),
+            headers: foreign(&cookie),
+            status: 403,
+            code: "forbidden_origin",
+        },
+        Case {
+            name: "cookie with a foreign Origin interrupting",
+            method: Method::POST,
+            path: format!("/api/conversations/{}/interrupt", conv.id),
+            token: None,
+            body: None,
+            headers: foreign(&cookie),
+            status: 403,
+            code: "forbidden_origin",
+        },
+        Case {
+            name: "cookie with a look-alike Origin",
+            method: Method::POST,
+            path: msgs.clone(),
+            token: None,
+            body: json(serde_json::json!({"text": "cross-site"})),
+            headers: vec![
+                ("cookie", cookie.clone()),
+                ("origin", format!("http://{}.evil.example", app.addr)),
+            ],
+            status: 403,
+            code: "forbidden_origin",
+        },
+        Case {
+            name: "another conversation's cookie",
+            method: Method::GET,
+            path: format!("/api/conversations/{}", conv.id),
+            token: None,
+            body: None,
+            headers: vec![("cookie", format!("cw_{}={}", conv.id, other.token))],
+            status: 404,
             code: "not_found",
         },
     ];
@@ -205,6 +276,9 @@ async fn malformed_requests_get_json_errors() {
         let mut req = app.http.request(case.method.clone(), app.url(&case.path));
         if let Some(t) = &case.token {
             req = req.bearer_auth(t);
+        }
+        for (name, value) in &case.headers {
+            req = req.header(*name, value);
         }
         if let Some(b) = case.body.clone() {
             req = req.header("content-type", "application/json").body(b);
@@ -232,6 +306,17 @@ async fn malformed_requests_get_json_errors() {
     app.post_ok(&conv, "still fine?").await;
     let health = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    // The cookie from the server's own page (its own Origin) may post.
+    let own = app
+        .http
+        .post(app.url(&msgs))
+        .header("cookie", &cookie)
+        .header("origin", format!("http://{}", app.addr))
+        .json(&serde_json::json!({"text": "same-site"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 202);
 }
 
 #[tokio::test]

@@ -301,3 +301,34 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Drives `fut` to completion without letting paused tokio time jump ahead: it polls the
+/// future and yields in turn, so the runtime never sits idle (which is when paused time
+/// auto-advances) while the database answers from its own thread. Bounded in real time.
+pub async fn spin<F: std::future::Future>(fut: F) -> F::Output {
+    use futures_util::FutureExt;
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Some(out) = fut.as_mut().now_or_never() {
+            return out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not done within {WAIT:?} of real time"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Like [`spin`], until `cond` holds.
+pub async fn spin_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {WAIT:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}

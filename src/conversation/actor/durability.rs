@@ -1,0 +1,84 @@
+//! How an actor keeps its conversation in storage: on start it marks a reply a previous
+//! actor left streaming (a crash or a panic) as failed and reserves event numbers; while a
+//! reply streams its text is checkpointed about once a second; event numbers are reserved
+//! in blocks, in the actor's own turn; and when it stops it stores its replay window.
+//!
+//! The rest of the actor (`super`) decides what happens; this file only writes it down.
+
+use super::{Actor, EVENT_ID_BLOCK};
+use crate::conversation::message::Status;
+
+impl Actor {
+    /// Prepares a conversation loaded from storage: a reply left streaming by a previous
+    /// actor (a crash or a panic) is marked failed, and a block of event numbers is reserved.
+    pub(super) async fn recover(&mut self) {
+        for m in self
+            .messages
+            .iter_mut()
+            .filter(|m| m.status == Status::Streaming)
+        {
+            m.status = Status::Failed;
+            m.error = Some("the reply was cut off when its conversation restarted".into());
+            if let Err(e) = self.store.update_message(m).await {
+                tracing::warn!(conversation = %self.id, error = %e, "cannot mark abandoned reply");
+            }
+        }
+        self.reserve_event_ids().await;
+    }
+
+    /// Reserves the next block of event numbers in storage, so that even after a crash a
+    /// new actor never hands out a number this one may have used. Awaited in the actor's
+    /// turn (it is needed once every few thousand events), so these writes stay in order.
+    pub(super) async fn reserve_event_ids(&mut self) {
+        self.reserve_needed = false;
+        self.reserved_until = self.next_id + EVENT_ID_BLOCK;
+        if let Err(e) = self
+            .store
+            .reserve_event_ids(&self.id, self.reserved_until)
+            .await
+        {
+            tracing::warn!(conversation = %self.id, error = %e, "cannot reserve event ids");
+        }
+    }
+
+    /// Stores the streaming reply's text if it grew; the write runs beside the actor.
+    pub(super) fn checkpoint(&mut self) {
+        let Some(active) = self.reply.as_mut() else {
+            return;
+        };
+        let msg = &self.messages[active.index];
+        if msg.text.len() == active.checkpointed_len {
+            return;
+        }
+        active.checkpointed_len = msg.text.len();
+        let (store, id, text) = (self.store.clone(), msg.id.clone(), msg.text.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.checkpoint_reply(&id, &text).await {
+                tracing::warn!(error = %e, "cannot checkpoint reply");
+            }
+        });
+    }
+
+    /// Writes the frames of the replay window that storage does not have yet, and forgets
+    /// older ones there. If this fails the stored events no longer end at the floor, and
+    /// the next actor ignores them (a resume gets a `sync`): never a wrong replay.
+    pub(super) async fn save_events(&mut self) {
+        let last = self.last_event_id();
+        let keep_from = (last + 1).saturating_sub(self.replay_events as u64);
+        let new: Vec<(u64, &[u8])> = self
+            .log
+            .frames()
+            .filter(|f| f.id > self.stored_upto && f.id >= keep_from)
+            .map(|f| (f.id, &f.bytes[..]))
+            .collect();
+        if new.is_empty() && self.stored_upto == last {
+            return;
+        }
+        match self.store.save_events(&self.id, &new, keep_from).await {
+            Ok(()) => self.stored_upto = last,
+            Err(e) => {
+                tracing::warn!(conversation = %self.id, error = %e, "cannot store recent events")
+            }
+        }
+    }
+}
