@@ -130,7 +130,9 @@
   function renderConnection() {
     let s = 'offline';
     let label = 'offline';
-    const sseRetrying = state.es && state.es.readyState === EventSource.CONNECTING;
+    // CONNECTING: the browser retries by itself; a pending timer: we retry (after a non-200).
+    const sseRetrying = state.sseTimer !== 0
+      || (state.es && state.es.readyState === EventSource.CONNECTING);
     // Several failed WebSocket attempts in a row: the server is unreachable, say so.
     const unreachable = !state.wsOpen && state.wsRetry >= WS_FAILURES_OFFLINE;
     if (state.sseOpen) {
@@ -235,6 +237,7 @@
 
   function connectSse() {
     clearTimeout(state.sseTimer);
+    state.sseTimer = 0;
     if (state.es) state.es.close();
     const es = new EventSource(`${api}/events?last_event_id=${state.lastEventId}`);
     state.es = es;
