@@ -164,8 +164,8 @@ async fn build_providers(
 /// Whatever is still running when the time is up is dropped with the runtime.
 async fn serve(listener: TcpListener, state: AppState) {
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    // Each SSE frame is its own small write; without TCP_NODELAY, Nagle's algorithm can
-    // hold one back until the client acknowledges the previous one (which it may delay).
+    // Tokens and presence frames are small writes that must go out at once: without this,
+    // Nagle's algorithm holds one back until the peer's (delayed, ~40 ms) ACK arrives.
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");

@@ -69,8 +69,8 @@ pub struct Args {
     #[arg(long, env = "CHATWIRE_MAX_CONVERSATIONS", default_value_t = 10_000)]
     pub max_conversations: usize,
 
-    /// Open event streams (SSE) one conversation may have at once (429 with Retry-After
-    /// beyond it).
+    /// Open event streams (SSE) and WebSockets one conversation may have at once, together
+    /// (429 with Retry-After beyond it). A browser tab uses one of each.
     #[arg(long, env = "CHATWIRE_MAX_SUBSCRIBERS", default_value_t = 32)]
     pub max_subscribers: usize,
 
@@ -81,6 +81,10 @@ pub struct Args {
     /// Seconds between SSE keep-alive comments.
     #[arg(long, env = "CHATWIRE_KEEPALIVE_SECS", default_value_t = 15)]
     pub keepalive_secs: u64,
+
+    /// Seconds between WebSocket pings; a peer that answers nothing for two of them is dropped.
+    #[arg(long, env = "CHATWIRE_WS_PING_SECS", default_value_t = 25)]
+    pub ws_ping_secs: u64,
 
     /// Seconds a graceful shutdown (SIGTERM or Ctrl-C) may take in all: conversations store
     /// their replies in progress, streams end, connections close; then the process exits.
@@ -163,14 +167,16 @@ pub struct Limits {
     pub requests_per_minute: u32,
     /// Conversation actors in memory at once.
     pub max_conversations: usize,
-    /// SSE streams per conversation (a WebSocket session may take a place too, through
-    /// `ConversationHandle::try_watch`).
+    /// SSE streams and WebSocket sessions per conversation, together (each takes a place
+    /// through `ConversationHandle::try_watch`).
     pub max_subscribers: usize,
     /// Client addresses (or conversations) a rate limiter remembers at once; beyond it
     /// the ones that are back to a full allowance, then the least recent, are forgotten.
     pub rate_limit_keys: usize,
     /// Largest webhook body accepted on `/webhooks/*`.
     pub max_webhook_bytes: usize,
+    /// Time between WebSocket pings; silence for two of them closes the socket.
+    pub ws_ping: Duration,
 }
 
 impl Default for Limits {
@@ -187,6 +193,7 @@ impl Default for Limits {
             max_subscribers: 32,
             rate_limit_keys: 100_000,
             max_webhook_bytes: 1024 * 1024,
+            ws_ping: Duration::from_secs(25),
         }
     }
 }
@@ -321,6 +328,7 @@ impl Config {
             requests_per_minute: args.requests_per_minute,
             max_conversations: args.max_conversations,
             max_subscribers: args.max_subscribers,
+            ws_ping: Duration::from_secs(args.ws_ping_secs.max(1)),
             ..Limits::default()
         };
         Ok(Config {

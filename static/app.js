@@ -26,6 +26,7 @@
   const BOT_LABELS = { idle: 'idle', thinking: 'thinking…', streaming: 'streaming' };
   const NOTES = { interrupted: 'stopped', failed: 'failed' };
   const NEAR_BOTTOM_PX = 80;
+  const WS_FAILURES_OFFLINE = 3;
 
   const state = {
     lastEventId: Number(root.dataset.lastEventId) || 0,
@@ -129,12 +130,18 @@
   function renderConnection() {
     let s = 'offline';
     let label = 'offline';
-    const sseRetrying = state.es && state.es.readyState === EventSource.CONNECTING;
+    // CONNECTING: the browser retries by itself; a pending timer: we retry (after a non-200).
+    const sseRetrying = state.sseTimer !== 0
+      || (state.es && state.es.readyState === EventSource.CONNECTING);
+    // Several failed WebSocket attempts in a row: the server is unreachable, say so.
+    const unreachable = !state.wsOpen && state.wsRetry >= WS_FAILURES_OFFLINE;
     if (state.sseOpen) {
       s = label = 'live';
-    } else if (navigator.onLine !== false && (state.wsOpen || sseRetrying)) {
+    } else if (navigator.onLine !== false && (state.wsOpen || sseRetrying) && !unreachable) {
       s = 'reconnecting';
       label = state.sseEverOpen ? 'reconnecting…' : 'connecting…';
+    } else if (navigator.onLine !== false) {
+      label = 'offline — retrying…';
     }
     els.connection.dataset.state = s;
     els.connection.textContent = label;
@@ -230,6 +237,7 @@
 
   function connectSse() {
     clearTimeout(state.sseTimer);
+    state.sseTimer = 0;
     if (state.es) state.es.close();
     const es = new EventSource(`${api}/events?last_event_id=${state.lastEventId}`);
     state.es = es;
@@ -295,6 +303,8 @@
     ws.addEventListener('open', () => {
       state.wsOpen = true;
       state.wsRetry = 0;
+      // The server forgot our typing when the old socket closed; say it again.
+      if (state.typingActive) setTyping(true);
       renderConnection();
     });
     ws.addEventListener('message', (e) => {
@@ -312,10 +322,10 @@
       state.wsBot = 'idle';
       for (const t of state.typers.values()) clearTimeout(t);
       state.typers.clear();
+      if (!state.leaving) scheduleWs();
       renderTyping();
       renderBotState();
       renderConnection();
-      if (!state.leaving) scheduleWs();
     });
   }
 
@@ -452,7 +462,11 @@
     els.composer.addEventListener('blur', stopTyping);
     els.stop.addEventListener('click', interrupt);
     document.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape' && !e.isComposing) interrupt();
+      // Only while the bot replies: Escape also closes pickers and menus.
+      if (e.key === 'Escape' && !e.isComposing && currentBotState() !== 'idle') {
+        e.preventDefault();
+        interrupt();
+      }
     });
     els.newChat.addEventListener('click', newChat);
     window.addEventListener('online', () => {

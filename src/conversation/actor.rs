@@ -223,6 +223,7 @@ impl Actor {
             Command::Join { reply } => {
                 let _ = reply.send(Presence {
                     bot: self.bot,
+                    typing: self.typists.who().cloned().collect(),
                     live: self.presence.subscribe(),
                 });
             }

@@ -68,6 +68,8 @@ pub struct Subscription {
 /// What a new WebSocket participant gets.
 pub struct Presence {
     pub bot: BotState,
+    /// Who is typing right now, so a newcomer sees it without waiting for the next change.
+    pub typing: Vec<Arc<str>>,
     pub live: broadcast::Receiver<PresenceFrame>,
 }
 

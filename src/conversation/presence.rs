@@ -113,6 +113,11 @@ impl Typists {
         gone
     }
 
+    /// Everyone typing now.
+    pub fn who(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.until.keys()
+    }
+
     pub fn len(&self) -> usize {
         self.until.len()
     }

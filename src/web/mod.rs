@@ -16,6 +16,7 @@ mod metrics;
 mod pages;
 mod sse;
 mod webhooks;
+mod ws;
 
 pub use webhooks::spawn_pruner;
 
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
             post(webhooks::openai).layer(webhook_limit),
         )
         .route("/webhooks/nlp", post(webhooks::nlp).layer(webhook_limit))
+        .route("/api/conversations/{id}/ws", get(ws::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -213,13 +213,36 @@ impl SseClient {
         self.next_item_within(WAIT).await
     }
 
+    /// A whole block already received, if any.
+    fn buffered_block(&mut self) -> Option<SseItem> {
+        let pos = self.buf.windows(2).position(|w| w == b"\n\n")?;
+        let block: Vec<u8> = self.buf.drain(..pos + 2).collect();
+        let text = String::from_utf8(block).expect("utf-8 frame");
+        Some(parse_block(&text))
+    }
+
+    /// The events that arrive within `dur` (none is fine), skipping comments and hints.
+    pub async fn events_for(&mut self, dur: Duration) -> Vec<SseItem> {
+        let deadline = tokio::time::Instant::now() + dur;
+        let mut out = Vec::new();
+        loop {
+            while let Some(item) = self.buffered_block() {
+                if item.is_event() {
+                    out.push(item);
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Ok(Some(Ok(chunk))) => self.buf.extend_from_slice(&chunk),
+                _ => return out,
+            }
+        }
+    }
+
     /// The next block (event, comment or retry hint); `None` when the stream ends.
     pub async fn next_item_within(&mut self, limit: Duration) -> Option<SseItem> {
         loop {
-            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buf.drain(..pos + 2).collect();
-                let text = String::from_utf8(block).expect("utf-8 frame");
-                return Some(parse_block(&text));
+            if let Some(item) = self.buffered_block() {
+                return Some(item);
             }
             match tokio::time::timeout(limit, self.stream.next()).await {
                 Ok(Some(Ok(chunk))) => self.buf.extend_from_slice(&chunk),

@@ -5,6 +5,7 @@
 mod helpers;
 mod process;
 mod raw_sse;
+mod ws_client;
 
 mod backpressure;
 mod durability;
@@ -19,3 +20,4 @@ mod provider_webhook;
 mod signing;
 mod streaming;
 mod supervision;
+mod ws;

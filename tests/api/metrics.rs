@@ -123,3 +123,41 @@ async fn a_lagging_reader_resubscribes_skips_nothing_and_is_counted() {
     // Every event reached our one stream exactly once, resubscriptions included.
     assert_eq!(metric(&metrics, "chatwire_sse_events_sent_total"), 303.0);
 }
+
+#[tokio::test]
+async fn websockets_are_counted_and_their_interrupts_timed() {
+    let app = spawn_app_with(|c| c.offline_delay = Duration::from_millis(20)).await;
+    let conv = app.create().await;
+    let mut sse = app.sse(&conv, None).await;
+    let mut ws = app.ws(&conv).await;
+    ws.hello().await;
+    assert_eq!(
+        metric(&app.metrics().await, "chatwire_websockets_open"),
+        1.0
+    );
+
+    app.post_ok(&conv, "/count 1000").await;
+    sse.events_until(|e| e.kind() == "reply.delta").await;
+    ws.send_json(serde_json::json!({"type": "interrupt"})).await;
+    sse.events_until(|e| e.kind() == "reply.interrupted").await;
+    let text = app.metrics().await;
+    assert_eq!(
+        metric(&text, "chatwire_interrupt_latency_seconds_count"),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "chatwire_replies_total{outcome=\"interrupted\"}"),
+        1.0
+    );
+
+    ws.close().await;
+    let mut open = 1.0;
+    for _ in 0..100 {
+        open = metric(&app.metrics().await, "chatwire_websockets_open");
+        if open == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(open, 0.0);
+}

@@ -221,6 +221,32 @@ async fn an_interrupt_closes_the_upstream_request() {
 }
 
 #[tokio::test]
+async fn an_interrupt_over_the_websocket_closes_the_upstream_request() {
+    let (app, fake) = setup().await;
+    let conv = app.create_with("gpt").await;
+    let mut sse = app.sse(&conv, None).await;
+    let mut ws = app.ws_browser(&conv).await;
+    ws.hello().await;
+    let reply = app.post_ok(&conv, "hang").await;
+    sse.events_until(|e| e.kind() == "reply.delta" && e.field("text") == "lo")
+        .await;
+    assert!(!fake.hang_closed.load(Ordering::SeqCst));
+
+    ws.send_json(json!({"type": "interrupt"})).await;
+    let frames = ws.until(|f| f["type"] == "interrupted").await;
+    assert_eq!(frames.last().unwrap()["reply_id"], reply.as_str());
+    let end = sse.events_until(is_reply_end).await;
+    assert_eq!(end.last().unwrap().kind(), "reply.interrupted");
+    assert_eq!(end.last().unwrap().field("text"), "Hello");
+    eventually("the fake to see its request closed", || {
+        fake.hang_closed.load(Ordering::SeqCst)
+    })
+    .await;
+    assert_eq!(app.last_message(&conv).await["status"], "interrupted");
+    assert_eq!(app.last_message(&conv).await["text"], "Hello");
+}
+
+#[tokio::test]
 async fn broken_upstreams_fail_with_the_partial_text_kept() {
     let (app, fake) = setup().await;
     // (message, partial text kept, words in the error, requests made)

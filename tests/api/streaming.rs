@@ -276,13 +276,7 @@ async fn shutdown_ends_open_streams_and_stores_the_reply_in_progress() {
     let conv = app.create().await;
     let mut sse = app.sse(&conv, None).await;
     app.post_ok(&conv, "/count 100000").await;
-    // Three words in (with TCP_NODELAY the first one arrives at once, 5 ms in).
-    let mut deltas = 0;
-    while deltas < 3 {
-        if sse.next_event().await.unwrap().kind() == "reply.delta" {
-            deltas += 1;
-        }
-    }
+    while sse.next_event().await.unwrap().kind() != "reply.delta" {}
     let stopping = tokio::time::Instant::now();
     app.shutdown().await;
     assert!(
@@ -290,13 +284,13 @@ async fn shutdown_ends_open_streams_and_stores_the_reply_in_progress() {
         "bounded shutdown"
     );
     // The stream ends (after the interrupted reply's last event), it does not hang.
-    let mut last_kind = String::new();
+    let mut last = SseItem::default();
     while let Some(item) = sse.next_item().await {
         if item.is_event() {
-            last_kind = item.kind().to_string();
+            last = item;
         }
     }
-    assert_eq!(last_kind, "reply.interrupted");
+    assert_eq!(last.kind(), "reply.interrupted");
 
     // The reply in progress was stored, marked interrupted, with its text.
     let store = chatwire::storage::Store::connect(&url).await.unwrap();
@@ -305,11 +299,9 @@ async fn shutdown_ends_open_streams_and_stores_the_reply_in_progress() {
         stored.messages[1].status,
         chatwire::conversation::Status::Interrupted
     );
-    assert!(
-        stored.messages[1].text.starts_with("1 2 3"),
-        "{:?}",
-        stored.messages[1]
-    );
+    // Exactly what was delivered: how much that is depends on how soon the shutdown came.
+    assert_eq!(stored.messages[1].text, last.field("text"));
+    assert!(stored.messages[1].text.starts_with('1'));
     store.close().await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
