@@ -55,6 +55,8 @@ pub struct Sample {
     pub at: Instant,
     /// utime + stime, seconds.
     pub cpu: f64,
+    /// stime alone (time in the kernel: system calls, loopback TCP), seconds.
+    pub sys: f64,
     /// VmRSS, KiB.
     pub rss_kb: u64,
     /// Time its threads spent runnable but waiting for a CPU, seconds (from
@@ -82,6 +84,7 @@ pub fn sample(pid: u32) -> io::Result<Sample> {
     let ticks = |i: usize| -> f64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
     // utime is field 14, stime field 15 (1-based); `fields[0]` is field 3.
     let cpu = (ticks(11) + ticks(12)) / clock_ticks();
+    let sys = ticks(12) / clock_ticks();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let rss_kb = status
         .lines()
@@ -92,6 +95,7 @@ pub fn sample(pid: u32) -> io::Result<Sample> {
     Ok(Sample {
         at: Instant::now(),
         cpu,
+        sys,
         rss_kb,
         cpu_wait: run_queue_wait(pid),
         syscalls: io_syscalls(pid),

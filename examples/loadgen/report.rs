@@ -339,6 +339,18 @@ pub fn markdown(r: &Results) -> String {
                 target: "p99 < 2.5 ms",
                 met: met(c.map(|s| s.lateness.n > 0 && s.lateness.p99 < 2.5)),
             });
+            rows.push(Row {
+                scenario: "(c) paced",
+                figure: "… once every reply has started (steady state)".into(),
+                chatwire: opt(c, |s| dist(&s.steady_lateness)),
+                floor: opt(f, |s| dist(&s.steady_lateness)),
+                ratio: ratio(
+                    c.map(|s| s.steady_lateness.p99),
+                    f.map(|s| s.steady_lateness.p99),
+                ),
+                target: "",
+                met: "".into(),
+            });
         }
         rows.push(Row {
             scenario: if paced { "(c) paced" } else { "(d) flat out" },
@@ -449,8 +461,11 @@ pub fn markdown(r: &Results) -> String {
         for (who, s) in [("chatwire", pair.cw()), ("floor", pair.fl())] {
             if let Some(s) = s.filter(|s| s.deltas > 0) {
                 notes.push(format!(
-                    "- {name} {who}: per delivered delta {:.2} read and {:.2} write system calls; \
-                     load generator busy {:.0} % of its core",
+                    "- {name} {who}: per 1M delivered deltas {:.2} s in user space and {:.2} s in \
+                     the kernel; per delta {:.2} read and {:.2} write system calls; load \
+                     generator busy {:.0} % of its core",
+                    (s.cpu_secs - s.sys_secs) * 1e6 / s.deltas as f64,
+                    s.sys_secs * 1e6 / s.deltas as f64,
                     s.syscalls.0 as f64 / s.deltas as f64,
                     s.syscalls.1 as f64 / s.deltas as f64,
                     s.client_cpu_secs / s.secs.max(1e-9) * 100.0

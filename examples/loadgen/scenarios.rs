@@ -264,6 +264,8 @@ struct Follow {
     deltas: u64,
     /// Per delta k (from 1): arrival − (first arrival + (k−1)·delay), ms. See `lateness`.
     offsets: Vec<f32>,
+    /// When each of those deltas arrived.
+    arrivals: Vec<Instant>,
     ended: Option<Ev>,
     error: bool,
 }
@@ -272,9 +274,12 @@ impl Follow {
     /// Each delta's lateness against the stream's schedule. The schedule's origin is taken
     /// from the best-delivered delta (the smallest offset), so a late first delta does not
     /// make every later one look early: lateness ≥ 0, and it is the jitter a reader sees.
-    fn lateness(&self) -> impl Iterator<Item = f64> + '_ {
+    fn lateness(&self) -> impl Iterator<Item = (Instant, f64)> + '_ {
         let best = self.offsets.iter().copied().fold(f32::INFINITY, f32::min);
-        self.offsets.iter().map(move |o| f64::from(o - best))
+        self.arrivals
+            .iter()
+            .zip(&self.offsets)
+            .map(move |(at, o)| (*at, f64::from(o - best)))
     }
 }
 
@@ -294,6 +299,7 @@ async fn follow(mut conn: SseConn, delay: Duration, limit: Duration) -> Follow {
                     if !delay.is_zero() {
                         let due = first + delay * (f.deltas as u32 - 1);
                         f.offsets.push(diff_ms(at, due) as f32);
+                        f.arrivals.push(at);
                     }
                 }
                 e if e.ends_reply() => {
@@ -409,6 +415,7 @@ async fn finish_streaming(
         secs: millis(s1.at - s0.at) / 1e3,
         cpu_secs: s1.cpu - s0.cpu,
         cpu_wait_secs: s1.cpu_wait - s0.cpu_wait,
+        sys_secs: s1.sys - s0.sys,
         syscalls: (s1.syscalls.0 - s0.syscalls.0, s1.syscalls.1 - s0.syscalls.1),
         ..Streaming::default()
     };
@@ -426,7 +433,17 @@ async fn finish_streaming(
         lateness.extend(f.lateness());
     }
     out.errors += streams.saturating_sub(follows.len());
-    out.lateness = Dist::of(lateness);
+    // Steady state: once every reply has started (the burst of requests that start them
+    // is over), which is what a server sees after its streams got going.
+    let all_started = follows.iter().filter_map(|f| f.first).max();
+    out.steady_lateness = Dist::of(
+        lateness
+            .iter()
+            .filter(|(at, _)| all_started.is_some_and(|s| *at > s))
+            .map(|(_, l)| *l)
+            .collect(),
+    );
+    out.lateness = Dist::of(lateness.into_iter().map(|(_, l)| l).collect());
     out.first_delta = Dist::of(first);
     if server.kind == Kind::Chatwire {
         let mut parts = Vec::new();

@@ -68,11 +68,15 @@ pub struct Streaming {
     pub errors: usize,
     pub secs: f64,
     pub cpu_secs: f64,
+    /// Of `cpu_secs`, the time in the kernel.
+    pub sys_secs: f64,
     /// The load generator's own CPU time in the window (to see whether it kept up).
     pub client_cpu_secs: f64,
     /// Seconds the server was runnable but waited for its core (other load on the machine).
     pub cpu_wait_secs: f64,
     pub lateness: Dist,
+    /// Lateness of the deltas that arrived after every reply had started.
+    pub steady_lateness: Dist,
     pub first_delta: Dist,
     /// Server read and write system calls during the window.
     pub syscalls: (u64, u64),

@@ -19,6 +19,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -61,7 +63,22 @@ fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Option<u64> {
     Some(raw.trim().parse().unwrap_or(u64::MAX))
 }
 
+/// The route. It is not under the router's panic-catching layer (which would wrap every
+/// frame of the body), so it catches a panic of its own handler here: a 500, never a
+/// dropped connection.
 pub async fn events(
+    state: State<AppState>,
+    id: Path<String>,
+    query: Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    AssertUnwindSafe(open(state, id, query, headers))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(AppError::Internal("handler panicked".into())))
+}
+
+async fn open(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<EventsQuery>,
