@@ -64,7 +64,7 @@ impl Provider for Offline {
             if run.done {
                 return None;
             }
-            let Some(word) = run.script.next() else {
+            let Some(text) = run.script.next_piece(run.sent == 0) else {
                 run.done = true;
                 return Some((ReplyEvent::Completed, run));
             };
@@ -74,11 +74,6 @@ impl Provider for Offline {
             } else {
                 tokio::time::sleep_until(run.start + run.delay * (run.sent + 1)).await;
             }
-            let text = if run.sent == 0 {
-                word
-            } else {
-                format!(" {word}")
-            };
             run.sent += 1;
             Some((ReplyEvent::Delta(text), run))
         });

@@ -14,15 +14,41 @@ impl Iterator for Script {
     type Item = String;
     fn next(&mut self) -> Option<String> {
         match self {
-            Script::Count { next, last } => {
-                if *next > *last {
-                    return None;
-                }
-                *next += 1;
-                Some((*next - 1).to_string())
-            }
+            Script::Count { .. } => self.count_next().map(|n| n.to_string()),
             Script::Words(words) => words.pop_front(),
         }
+    }
+}
+
+impl Script {
+    /// The next piece of the reply as it is sent: the word, after a space unless it is
+    /// the first. One allocation per piece (this runs once per token).
+    pub fn next_piece(&mut self, first: bool) -> Option<String> {
+        match self {
+            Script::Count { .. } => {
+                let n = self.count_next()?;
+                Some(if first {
+                    n.to_string()
+                } else {
+                    format!(" {n}")
+                })
+            }
+            Script::Words(words) => {
+                let word = words.pop_front()?;
+                Some(if first { word } else { format!(" {word}") })
+            }
+        }
+    }
+
+    fn count_next(&mut self) -> Option<u32> {
+        let Script::Count { next, last } = self else {
+            return None;
+        };
+        if *next > *last {
+            return None;
+        }
+        *next += 1;
+        Some(*next - 1)
     }
 }
 
