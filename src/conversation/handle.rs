@@ -282,3 +282,13 @@ impl ConversationHandle {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn commands_stay_small() {
+        // Every live conversation's mailbox holds blocks of 32 commands from the start:
+        // box a large payload (as `ProviderCallback` does) rather than grow them all.
+        assert!(std::mem::size_of::<super::Command>() <= 64);
+    }
+}
