@@ -54,7 +54,8 @@ enum Sub {
 #[derive(clap::Args, Clone)]
 pub struct RunArgs {
     /// The chatwire binary to measure. Run through `cargo run`, the default one is
-    /// (re)built first with `cargo build --release --bin chatwire`.
+    /// (re)built first with `cargo build --release --bin chatwire`. A wrapper script must
+    /// `exec` the server: its CPU and memory are read, and it is stopped, by process id.
     #[arg(long, default_value = DEFAULT_SERVER)]
     server: PathBuf,
     /// Do not build the chatwire binary first.
