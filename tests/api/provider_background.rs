@@ -220,7 +220,7 @@ async fn entries_sharing_a_secret_each_get_their_webhooks() {
         &event("response.completed", &resp),
     ))
     .await;
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!((end.kind(), end.field("text")), ("reply.completed", ANSWER));
 }
 
@@ -236,7 +236,7 @@ async fn a_failed_response_fails_the_reply() {
         &event("response.failed", &resp),
     ))
     .await;
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!(end.kind(), "reply.failed");
     assert!(end.field("error").contains("the model crashed"), "{end:?}");
 }
@@ -251,7 +251,7 @@ async fn an_interrupt_cancels_the_response_and_a_late_webhook_changes_nothing() 
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     assert_eq!(app.interrupt(&conv).await.as_deref(), Some(reply.as_str()));
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!(end.kind(), "reply.interrupted");
     eventually("the cancel call", || {
         fake.cancels.lock().unwrap().contains(&resp)
@@ -418,7 +418,7 @@ async fn one_message_creates_exactly_one_response_even_when_the_create_is_slow_o
 
     // Failing: a 500 is not retried (the response may exist); the reply fails clearly.
     app.post_ok(&conv, "fail-create").await;
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!(end.kind(), "reply.failed");
     assert!(end.field("error").contains("500"), "{end:?}");
     tokio::time::sleep(Duration::from_millis(600)).await;

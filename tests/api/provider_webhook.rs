@@ -214,7 +214,7 @@ async fn a_late_callback_after_an_interrupt_changes_nothing() {
     let reply = app.post_ok(&conv, "hold").await;
     sse.events_until(|e| e.kind() == "reply.delta").await;
     assert_eq!(app.interrupt(&conv).await.as_deref(), Some(reply.as_str()));
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!(
         (end.kind(), end.field("text")),
         ("reply.interrupted", "held")
@@ -250,7 +250,7 @@ async fn a_late_callback_after_an_interrupt_changes_nothing() {
     let (_, a3) = fake.callback(&url, "late-4", delta(&job, 2, " more")).await;
     assert_eq!(a3["status"], "ignored");
     app.interrupt(&conv).await;
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!(
         (end.field("reply_id"), end.field("text")),
         (next.as_str(), "held")
@@ -263,7 +263,7 @@ async fn a_failure_callback_fails_the_reply_keeping_its_text() {
     let conv = app.create_with("nlp").await;
     let mut sse = app.sse(&conv, None).await;
     app.post_ok(&conv, "fail").await;
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!((end.kind(), end.field("text")), ("reply.failed", "partial"));
     assert!(end.field("error").contains("model crashed"), "{end:?}");
 }
@@ -274,7 +274,7 @@ async fn a_refused_submit_is_retried_as_the_same_job() {
     let conv = app.create_with("nlp").await;
     let mut sse = app.sse(&conv, None).await;
     app.post_ok(&conv, "retry-submit").await;
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!((end.kind(), end.field("text")), ("reply.completed", "ok"));
     let submits = fake.of_type("job.submit");
     assert_eq!(submits.len(), 2);
@@ -308,15 +308,7 @@ async fn the_simulated_service_answers_through_webhooks() {
             .push(chatwire::config::ProviderConfig::simulated());
     })
     .await;
-    let listed: Value = app
-        .http
-        .get(app.url("/api/providers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = app.get_json("/api/providers").await;
     assert_eq!(
         listed[1],
         json!({"name": "simulated", "kind": "webhook", "default": false})
@@ -329,7 +321,7 @@ async fn the_simulated_service_answers_through_webhooks() {
     let reply = app.post_ok(&sim, "what are webhooks?").await;
     app.post_ok(&off, "what are webhooks?").await;
     let events = sim_sse.events_until(is_reply_end).await;
-    let expected = off_sse.events_until(is_reply_end).await.pop().unwrap();
+    let expected = off_sse.reply_end().await;
     let end = events.last().unwrap();
     assert_eq!(end.kind(), "reply.completed");
     assert_eq!(events[1].field("provider"), "simulated");
@@ -347,7 +339,7 @@ async fn the_simulated_service_answers_through_webhooks() {
         .events_until(|e| e.kind() == "reply.delta" && e.field("reply_id") == story)
         .await;
     app.interrupt(&sim).await;
-    let end = sim_sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sim_sse.reply_end().await;
     assert_eq!(end.kind(), "reply.interrupted");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let last = app.last_message(&sim).await;
@@ -391,7 +383,7 @@ async fn rotated_signatures_are_accepted_and_big_bodies_refused() {
     rotated.signature = Some(format!("{old} {}", rotated.signature.unwrap()));
     let (status, answer) = rotated.send(&app.http, &url).await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!((end.kind(), end.field("text")), ("reply.completed", "held"));
 }
 

@@ -103,15 +103,8 @@ async fn interrupt_mid_reply(over_ws: bool) {
     if over_ws {
         a.send_json(json!({"type": "interrupt"})).await;
     } else {
-        let resp = app
-            .http
-            .post(app.url(&format!("/api/conversations/{}/interrupt", conv.id)))
-            .bearer_auth(&conv.token)
-            .send()
-            .await
-            .expect("interrupt");
-        assert_eq!(resp.status(), 202);
-        let body: Value = resp.json().await.expect("json");
+        let (status, body) = app.interrupt_raw(&conv).await;
+        assert_eq!(status, 202);
         assert_eq!(body["reply_id"], reply.as_str());
     }
 
@@ -273,9 +266,7 @@ async fn upgrades_are_checked_like_every_conversation_route() {
 
     // A plain GET is a JSON error, not a dropped connection.
     let resp = app
-        .http
-        .get(app.url(&format!("/api/conversations/{}/ws", conv.id)))
-        .bearer_auth(&conv.token)
+        .conv_request(reqwest::Method::GET, &conv, "/ws")
         .send()
         .await
         .expect("get");
