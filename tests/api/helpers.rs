@@ -56,6 +56,13 @@ impl TestApp {
             .await
     }
 
+    /// Creates a conversation with the named provider and opens its event stream.
+    pub async fn open_with(&self, provider: &str) -> (Conv, SseClient) {
+        let conv = self.create_with(provider).await;
+        let sse = self.sse(&conv, None).await;
+        (conv, sse)
+    }
+
     async fn create_body(&self, body: Value) -> Conv {
         let resp = self
             .http
@@ -351,19 +358,6 @@ pub fn joined_deltas(events: &[SseItem], reply_id: &str) -> String {
         .filter(|e| e.kind() == "reply.delta" && e.field("reply_id") == reply_id)
         .map(|e| e.field("text"))
         .collect()
-}
-
-/// Serves `router` on 127.0.0.1 (a free port) for the rest of the test: the fake
-/// external services (NLP providers) of the provider tests.
-pub async fn serve_fake(router: axum::Router) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    addr
 }
 
 /// Waits (bounded) until `check` holds; panics with `what` otherwise.

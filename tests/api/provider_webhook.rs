@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use crate::fakes::spawn_app_with_fake;
 use crate::helpers::*;
 use crate::signing::*;
 
@@ -134,16 +135,15 @@ async fn setup() -> (TestApp, Arc<Fake>) {
     let router = axum::Router::new()
         .route("/jobs", post(jobs))
         .with_state(fake.clone());
-    let addr = serve_fake(router).await;
-    let app = spawn_app_with(|c| {
-        c.providers.push(chatwire::config::ProviderConfig {
+    let app = spawn_app_with_fake(router, |addr| {
+        vec![chatwire::config::ProviderConfig {
             name: "nlp".into(),
             kind: "webhook".into(),
             url: Some(format!("http://{addr}/jobs")),
             webhook_secret: Some(SECRET.into()),
             system_prompt: Some("Be kind.".into()),
             ..Default::default()
-        });
+        }]
     })
     .await;
     (app, fake)
@@ -160,8 +160,7 @@ fn deltas(events: &[SseItem]) -> Vec<&str> {
 #[tokio::test]
 async fn duplicates_and_reordering_are_applied_once_in_order() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("nlp").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("nlp").await;
     let reply = app.post_ok(&conv, "dup-reorder").await;
     let events = sse.events_until(is_reply_end).await;
     assert_eq!(deltas(&events), ["one", " two", " three"]);
@@ -198,8 +197,7 @@ async fn duplicates_and_reordering_are_applied_once_in_order() {
 #[tokio::test]
 async fn callbacks_that_overtake_the_submit_are_kept() {
     let (app, _fake) = setup().await;
-    let conv = app.create_with("nlp").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("nlp").await;
     app.post_ok(&conv, "early").await;
     let events = sse.events_until(is_reply_end).await;
     assert_eq!(events.last().unwrap().kind(), "reply.completed");
@@ -209,8 +207,7 @@ async fn callbacks_that_overtake_the_submit_are_kept() {
 #[tokio::test]
 async fn a_late_callback_after_an_interrupt_changes_nothing() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("nlp").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("nlp").await;
     let reply = app.post_ok(&conv, "hold").await;
     sse.events_until(|e| e.kind() == "reply.delta").await;
     assert_eq!(app.interrupt(&conv).await.as_deref(), Some(reply.as_str()));
@@ -260,8 +257,7 @@ async fn a_late_callback_after_an_interrupt_changes_nothing() {
 #[tokio::test]
 async fn a_failure_callback_fails_the_reply_keeping_its_text() {
     let (app, _fake) = setup().await;
-    let conv = app.create_with("nlp").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("nlp").await;
     app.post_ok(&conv, "fail").await;
     let end = sse.reply_end().await;
     assert_eq!((end.kind(), end.field("text")), ("reply.failed", "partial"));
@@ -271,8 +267,7 @@ async fn a_failure_callback_fails_the_reply_keeping_its_text() {
 #[tokio::test]
 async fn a_refused_submit_is_retried_as_the_same_job() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("nlp").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("nlp").await;
     app.post_ok(&conv, "retry-submit").await;
     let end = sse.reply_end().await;
     assert_eq!((end.kind(), end.field("text")), ("reply.completed", "ok"));
@@ -358,8 +353,7 @@ async fn without_a_webhook_provider_the_routes_answer_404() {
 #[tokio::test]
 async fn rotated_signatures_are_accepted_and_big_bodies_refused() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("nlp").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("nlp").await;
     app.post_ok(&conv, "hold").await;
     eventually("the submit", || !fake.of_type("job.submit").is_empty()).await;
     let job = fake.of_type("job.submit")[0]["job_id"]
@@ -394,8 +388,7 @@ async fn simulated_service_throughput() {
             .push(chatwire::config::ProviderConfig::simulated())
     })
     .await;
-    let conv = app.create_with("simulated").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("simulated").await;
     let t0 = std::time::Instant::now();
     app.post_ok(&conv, "/count 500").await;
     let events = sse.events_until(is_reply_end).await;
