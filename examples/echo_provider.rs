@@ -5,7 +5,7 @@
 //! stream is how chatwire cancels, so a streaming provider needs no cancel code of its own.
 //!
 //! To make it a configurable kind, add an arm for `"echo"` to `build()` in
-//! `src/providers/registry.rs` (see docs/providers.md). Run this example with
+//! `src/providers/kinds.rs` (see docs/providers.md). Run this example with
 //! `cargo run --example echo_provider`.
 
 use std::time::Duration;

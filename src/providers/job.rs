@@ -205,12 +205,14 @@ mod tests {
         assert_eq!(joined, text);
     }
 
-    #[tokio::test]
-    async fn dropping_an_unfinished_job_cancels_it_after_the_submit() {
-        let tracker = TaskTracker::new();
+    /// Spawns a job whose submit answers `job_1` at once and whose cancel call reports
+    /// the id it was given on the returned receiver.
+    fn spawn_reporting_job(
+        tracker: &TaskTracker,
+    ) -> (Submitted, JobGuard, oneshot::Receiver<String>) {
         let (cancelled_tx, cancelled_rx) = oneshot::channel();
         let (submitted, guard) = spawn_job(
-            &tracker,
+            tracker,
             "t".into(),
             async { Ok("job_1".to_string()) },
             move |id| async move {
@@ -218,6 +220,13 @@ mod tests {
                 Ok(())
             },
         );
+        (submitted, guard, cancelled_rx)
+    }
+
+    #[tokio::test]
+    async fn dropping_an_unfinished_job_cancels_it_after_the_submit() {
+        let tracker = TaskTracker::new();
+        let (submitted, guard, cancelled_rx) = spawn_reporting_job(&tracker);
         assert_eq!(submitted.await.unwrap().unwrap(), "job_1");
         drop(guard);
         assert_eq!(cancelled_rx.await.unwrap(), "job_1");
@@ -226,16 +235,7 @@ mod tests {
     #[tokio::test]
     async fn a_finished_job_is_not_cancelled() {
         let tracker = TaskTracker::new();
-        let (cancelled_tx, mut cancelled_rx) = oneshot::channel::<String>();
-        let (_submitted, mut guard) = spawn_job(
-            &tracker,
-            "t".into(),
-            async { Ok("job_1".to_string()) },
-            move |id| async move {
-                let _ = cancelled_tx.send(id);
-                Ok(())
-            },
-        );
+        let (_submitted, mut guard, mut cancelled_rx) = spawn_reporting_job(&tracker);
         guard.finished_upstream();
         drop(guard);
         tracker.close();

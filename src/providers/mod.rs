@@ -10,12 +10,14 @@
 //!   sender for [`Callback`]s, which the actor feeds with the callbacks of its current
 //!   reply; dropping the stream makes the provider's cancel call (see `job.rs`).
 //!
-//! Every reply is wrapped in deadlines (`deadlines.rs`) by the registry (`registry.rs`).
+//! Every reply is wrapped in deadlines (`deadlines.rs`) by the registry (`registry.rs`,
+//! which builds each kind in `kinds.rs`).
 
 pub mod callback;
 pub mod deadlines;
 mod job;
 mod jobs;
+mod kinds;
 pub mod offline;
 pub(crate) mod offline_script;
 mod openai;

@@ -1,20 +1,15 @@
 //! The providers this server is configured with: built from the `[[providers]]` entries
-//! at start-up, one per entry, each wrapped in its deadlines.
+//! at start-up, one per entry, each wrapped in its deadlines; looked up by name, listed
+//! for the picker, and asked which callback secrets each webhook route accepts.
 //!
-//! A new provider kind registers here: add an arm to [`build`] that checks the entry's
-//! keys (`settings.rs`) and constructs the provider (see docs/providers.md).
+//! A new provider kind registers in `kinds.rs`: add an arm to `build()` that checks the
+//! entry's keys (`settings.rs`) and constructs the provider (see docs/providers.md).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::deadlines::with_deadlines;
-use super::openai::{self, BackgroundSettings, ChatSettings, OpenAiBackground, OpenAiChat};
-use super::settings::{Check, secs};
-use super::webhook::{WebhookProvider, WebhookSettings};
-use super::{
-    CallbackEndpoint, CallbackRoute, Deadlines, Jobs, Provider, ProviderInfo, Reply, ReplyRequest,
-    offline,
-};
+use super::kinds::build;
+use super::{CallbackRoute, Jobs, Provider, ProviderInfo};
 use crate::config::ProviderConfig;
 use crate::error::StartupError;
 use crate::signature::Secret;
@@ -51,197 +46,6 @@ impl std::fmt::Debug for Providers {
             .entries(self.list.iter().map(|p| &p.info().name))
             .finish()
     }
-}
-
-/// Applies a provider's deadlines to each of its replies.
-struct Guarded {
-    inner: Box<dyn Provider>,
-    deadlines: Deadlines,
-}
-
-impl Provider for Guarded {
-    fn info(&self) -> &ProviderInfo {
-        self.inner.info()
-    }
-
-    fn start(&self, request: ReplyRequest) -> Reply {
-        let reply = self.inner.start(request);
-        Reply {
-            events: with_deadlines(reply.events, self.deadlines),
-            callbacks: reply.callbacks,
-        }
-    }
-
-    fn callback_endpoint(&self) -> Option<&CallbackEndpoint> {
-        self.inner.callback_endpoint()
-    }
-}
-
-fn info(entry: &ProviderConfig, kind: &str, label: String, is_default: bool) -> ProviderInfo {
-    ProviderInfo {
-        name: entry.name.clone(),
-        kind: kind.to_string(),
-        label,
-        default: is_default,
-    }
-}
-
-/// Builds the provider of one entry, with its deadlines.
-fn build(
-    entry: &ProviderConfig,
-    is_default: bool,
-    ctx: &ProviderContext,
-) -> Result<Guarded, StartupError> {
-    let check = Check::new(entry);
-    let failed = |e: String| check.error(e);
-    let callback_url = format!("{}/webhooks/nlp", ctx.public_url.trim_end_matches('/'));
-    let (provider, deadlines): (Box<dyn Provider>, Deadlines) = match entry.kind.as_str() {
-        "offline" => {
-            check.only(&[])?;
-            (
-                Box::new(offline::Offline::new(entry, is_default, ctx)),
-                check.deadlines(Deadlines::default())?,
-            )
-        }
-        "openai" => {
-            check.only(&[
-                "base_url",
-                "api_key",
-                "api_key_env",
-                "model",
-                "system_prompt",
-                "retries",
-            ])?;
-            let base_url = entry
-                .base_url
-                .clone()
-                .unwrap_or_else(|| openai::OPENAI_BASE_URL.into());
-            let settings = ChatSettings {
-                info: info(
-                    entry,
-                    "openai",
-                    check.label(&format!("{} (OpenAI-compatible, streaming)", entry.name)),
-                    is_default,
-                ),
-                base_url: check.http_url("base_url", &base_url)?,
-                api_key: check.api_key()?,
-                model: check.required("model", &entry.model)?,
-                system_prompt: entry.system_prompt.clone(),
-                retry: check.retry()?,
-            };
-            (
-                Box::new(OpenAiChat::new(settings).map_err(failed)?),
-                check.deadlines(secs(60, 60, 600))?,
-            )
-        }
-        "openai-background" => {
-            check.only(&[
-                "base_url",
-                "api_key",
-                "api_key_env",
-                "model",
-                "system_prompt",
-                "webhook_secret",
-                "webhook_secret_env",
-            ])?;
-            let base_url = entry
-                .base_url
-                .clone()
-                .unwrap_or_else(|| openai::OPENAI_BASE_URL.into());
-            let settings = BackgroundSettings {
-                info: info(
-                    entry,
-                    "openai-background",
-                    check.label(&format!(
-                        "{} (OpenAI background mode, webhooks)",
-                        entry.name
-                    )),
-                    is_default,
-                ),
-                base_url: check.http_url("base_url", &base_url)?,
-                api_key: check.api_key()?,
-                model: check.required("model", &entry.model)?,
-                system_prompt: entry.system_prompt.clone(),
-                webhook_secret: check.required_webhook_secret()?,
-            };
-            (
-                Box::new(OpenAiBackground::new(settings, ctx.jobs.clone()).map_err(failed)?),
-                // Background responses may run long by design.
-                check.deadlines(secs(1800, 60, 3600))?,
-            )
-        }
-        "webhook" => {
-            check.only(&[
-                "url",
-                "webhook_secret",
-                "webhook_secret_env",
-                "model",
-                "system_prompt",
-                "retries",
-            ])?;
-            let url = check.required("url", &entry.url)?;
-            let settings = WebhookSettings {
-                info: info(
-                    entry,
-                    "webhook",
-                    check.label(&format!("{} (NLP service, webhooks)", entry.name)),
-                    is_default,
-                ),
-                url: check.http_url("url", &url)?,
-                secret: check.required_webhook_secret()?,
-                callback_url,
-                system_prompt: entry.system_prompt.clone(),
-                model: entry.model.clone(),
-                retries: check.retry()?.retries,
-            };
-            (
-                Box::new(WebhookProvider::new(settings, ctx.jobs.clone()).map_err(failed)?),
-                check.deadlines(secs(60, 60, 600))?,
-            )
-        }
-        // The built-in simulated service, driven through the webhook protocol like any
-        // other NLP service; it is listed as kind `webhook`.
-        "simulated" => {
-            check.only(&["webhook_secret", "webhook_secret_env"])?;
-            let sim = ctx
-                .simulator
-                .as_ref()
-                .ok_or_else(|| check.error("the simulated NLP service is not running"))?;
-            let settings = WebhookSettings {
-                info: info(
-                    entry,
-                    "webhook",
-                    check.label("Simulated NLP service (webhooks)"),
-                    is_default,
-                ),
-                url: sim.url.clone(),
-                secret: sim.secret.clone(),
-                callback_url,
-                system_prompt: None,
-                model: None,
-                retries: 1,
-            };
-            // Local and paced by `--offline-delay-ms`: a long `/count` may take a while, so
-            // only silence is bounded.
-            let deadlines = Deadlines {
-                total: None,
-                ..secs(60, 60, 0)
-            };
-            (
-                Box::new(WebhookProvider::new(settings, ctx.jobs.clone()).map_err(failed)?),
-                check.deadlines(deadlines)?,
-            )
-        }
-        other => {
-            return Err(check.error(format!(
-                "unknown `kind` \"{other}\" (known: offline, openai, openai-background, webhook, simulated)"
-            )));
-        }
-    };
-    Ok(Guarded {
-        inner: provider,
-        deadlines,
-    })
 }
 
 impl Providers {
@@ -296,6 +100,7 @@ impl Providers {
     }
 
     pub fn default_provider(&self) -> Arc<dyn Provider> {
+        // `list[0]` exists: `from_config` adds the offline provider when no entry is given.
         self.list
             .iter()
             .find(|p| p.info().default)

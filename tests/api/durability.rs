@@ -113,15 +113,7 @@ async fn sigterm_stores_the_reply_ends_streams_and_exits_in_time() {
     eprintln!("SIGTERM to exit: {took:?}");
 
     // The stream carried the reply to its end, then a reconnect hint, then closed.
-    let mut events = Vec::new();
-    let mut retry = None;
-    while let Some(item) = sse.next_item().await {
-        if item.is_event() {
-            events.push(item);
-        } else if item.retry.is_some() {
-            retry = item.retry;
-        }
-    }
+    let (events, retry) = sse.rest().await;
     let last = events.last().expect("events after the signal");
     assert_eq!(last.kind(), "reply.interrupted");
     assert_eq!(

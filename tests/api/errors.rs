@@ -18,6 +18,49 @@ struct Case {
     headers: Vec<(&'static str, String)>,
 }
 
+impl Case {
+    /// A request expected to be refused with `status` and the error `code`; no credential,
+    /// no body and no extra header unless added.
+    fn new(
+        name: &'static str,
+        method: Method,
+        path: impl Into<String>,
+        status: u16,
+        code: &'static str,
+    ) -> Case {
+        Case {
+            name,
+            method,
+            path: path.into(),
+            token: None,
+            body: None,
+            status,
+            code,
+            headers: Vec::new(),
+        }
+    }
+
+    fn token(mut self, token: &str) -> Case {
+        self.token = Some(token.to_string());
+        self
+    }
+
+    fn body(mut self, body: &[u8]) -> Case {
+        self.body = Some(body.to_vec());
+        self
+    }
+
+    fn json(mut self, body: Value) -> Case {
+        self.body = Some(serde_json::to_vec(&body).unwrap());
+        self
+    }
+
+    fn headers(mut self, headers: Vec<(&'static str, String)>) -> Case {
+        self.headers = headers;
+        self
+    }
+}
+
 #[tokio::test]
 async fn malformed_requests_get_json_errors() {
     let app = spawn_app_with(|c| {
@@ -28,7 +71,6 @@ async fn malformed_requests_get_json_errors() {
     let conv = app.create().await;
     let other = app.create().await;
     let msgs = format!("/api/conversations/{}/messages", conv.id);
-    let tok = Some(conv.token.clone());
     let cookie = format!("cw_{}={}", conv.id, conv.token);
     let foreign = |cookie: &str| {
         vec![
@@ -36,241 +78,148 @@ async fn malformed_requests_get_json_errors() {
             ("origin", "https://evil.example".to_string()),
         ]
     };
-    let json = |v: Value| Some(serde_json::to_vec(&v).unwrap());
     let cases = vec![
-        Case {
-            name: "bad JSON",
-            method: Method::POST,
-            path: msgs.clone(),
-            token: tok.clone(),
-            body: Some(b"{\"text\":".to_vec()),
-            status: 400,
-            headers: vec![],
-            code: "bad_request",
-        },
-        Case {
-            name: "missing text",
-            method: Method::POST,
-            path: msgs.clone(),
-            token: tok.clone(),
-            body: json(serde_json::json!({})),
-            status: 400,
-            headers: vec![],
-            code: "bad_request",
-        },
-        Case {
-            name: "text not a string",
-            method: Method::POST,
-            path: msgs.clone(),
-            token: tok.clone(),
-            body: json(serde_json::json!({"text": 5})),
-            status: 400,
-            headers: vec![],
-            code: "invalid_text",
-        },
-        Case {
-            name: "empty text",
-            method: Method::POST,
-            path: msgs.clone(),
-            token: tok.clone(),
-            body: json(serde_json::json!({"text": ""})),
-            status: 400,
-            headers: vec![],
-            code: "invalid_text",
-        },
-        Case {
-            name: "blank text",
-            method: Method::POST,
-            path: msgs.clone(),
-            token: tok.clone(),
-            body: json(serde_json::json!({"text": " \n\t "})),
-            status: 400,
-            headers: vec![],
-            code: "invalid_text",
-        },
-        Case {
-            name: "oversize text",
-            method: Method::POST,
-            path: msgs.clone(),
-            token: tok.clone(),
-            body: json(serde_json::json!({"text": "x".repeat(1001)})),
-            status: 413,
-            headers: vec![],
-            code: "too_large",
-        },
-        Case {
-            name: "oversize body",
-            method: Method::POST,
-            path: msgs.clone(),
-            token: tok.clone(),
-            body: json(serde_json::json!({"text": "x", "pad": "y".repeat(9000)})),
-            status: 413,
-            headers: vec![],
-            code: "too_large",
-        },
-        Case {
-            name: "invalid UTF-8",
-            method: Method::POST,
-            path: msgs.clone(),
-            token: tok.clone(),
-            body: Some(b"{\"text\":\"\xff\xfe\"}".to_vec()),
-            status: 400,
-            headers: vec![],
-            code: "bad_request",
-        },
-        Case {
-            name: "no credential",
-            method: Method::POST,
-            path: msgs.clone(),
-            token: None,
-            body: json(serde_json::json!({"text": "hi"})),
-            status: 401,
-            headers: vec![],
-            code: "unauthorized",
-        },
-        Case {
-            name: "wrong token",
-            method: Method::POST,
-            path: msgs.clone(),
-            token: Some("nope".into()),
-            body: json(serde_json::json!({"text": "hi"})),
-            status: 404,
-            headers: vec![],
-            code: "not_found",
-        },
-        Case {
-            name: "another conversation's token",
-            method: Method::GET,
-            path: format!("/api/conversations/{}", conv.id),
-            token: Some(other.token.clone()),
-            body: None,
-            status: 404,
-            headers: vec![],
-            code: "not_found",
-        },
-        Case {
-            name: "unknown conversation",
-            method: Method::GET,
-            path: "/api/conversations/AAAAAAAAAAAAAAAAAAAAAA".into(),
-            token: tok.clone(),
-            body: None,
-            status: 404,
-            headers: vec![],
-            code: "not_found",
-        },
-        Case {
-            name: "junk id",
-            method: Method::GET,
-            path: "/api/conversations/..%2Fetc".into(),
-            token: tok.clone(),
-            body: None,
-            status: 404,
-            headers: vec![],
-            code: "not_found",
-        },
-        Case {
-            name: "unknown provider",
-            method: Method::POST,
-            path: "/api/conversations".into(),
-            token: None,
-            body: json(serde_json::json!({"provider": "nope"})),
-            status: 400,
-            headers: vec![],
-            code: "bad_request",
-        },
-        Case {
-            name: "unknown field",
-            method: Method::POST,
-            path: "/api/conversations".into(),
-            token: None,
-            body: json(serde_json::json!({"colour": "red"})),
-            status: 400,
-            headers: vec![],
-            code: "bad_request",
-        },
-        Case {
-            name: "wrong method",
-            method: Method::DELETE,
-            path: "/api/conversations".into(),
-            token: None,
-            body: None,
-            status: 405,
-            headers: vec![],
-            code: "method_not_allowed",
-        },
-        Case {
-            name: "unknown route",
-            method: Method::GET,
-            path: "/api/nothing".into(),
-            token: None,
-            body: None,
-            status: 404,
-            headers: vec![],
-            code: "not_found",
-        },
-        Case {
-            name: "SSE without credential",
-            method: Method::GET,
-            path: format!("/api/conversations/{}/events", conv.id),
-            token: None,
-            body: None,
-            status: 401,
-            headers: vec![],
-            code: "unauthorized",
-        },
-        Case {
-            name: "interrupt with wrong token",
-            method: Method::POST,
-            path: format!("/api/conversations/{}/interrupt", conv.id),
-            token: Some(other.token.clone()),
-            body: None,
-            status: 404,
-            headers: vec![],
-            code: "not_found",
-        },
-        Case {
-            name: "cookie with a foreign Origin posting",
-            method: Method::POST,
-            path: msgs.clone(),
-            token: None,
-            body: json(serde_json::json!({"text": "cross-site"})),
-            headers: foreign(&cookie),
-            status: 403,
-            code: "forbidden_origin",
-        },
-        Case {
-            name: "cookie with a foreign Origin interrupting",
-            method: Method::POST,
-            path: format!("/api/conversations/{}/interrupt", conv.id),
-            token: None,
-            body: None,
-            headers: foreign(&cookie),
-            status: 403,
-            code: "forbidden_origin",
-        },
-        Case {
-            name: "cookie with a look-alike Origin",
-            method: Method::POST,
-            path: msgs.clone(),
-            token: None,
-            body: json(serde_json::json!({"text": "cross-site"})),
-            headers: vec![
-                ("cookie", cookie.clone()),
-                ("origin", format!("http://{}.evil.example", app.addr)),
-            ],
-            status: 403,
-            code: "forbidden_origin",
-        },
-        Case {
-            name: "another conversation's cookie",
-            method: Method::GET,
-            path: format!("/api/conversations/{}", conv.id),
-            token: None,
-            body: None,
-            headers: vec![("cookie", format!("cw_{}={}", conv.id, other.token))],
-            status: 404,
-            code: "not_found",
-        },
+        Case::new("bad JSON", Method::POST, &msgs, 400, "bad_request")
+            .token(&conv.token)
+            .body(b"{\"text\":"),
+        Case::new("missing text", Method::POST, &msgs, 400, "bad_request")
+            .token(&conv.token)
+            .json(serde_json::json!({})),
+        Case::new(
+            "text not a string",
+            Method::POST,
+            &msgs,
+            400,
+            "invalid_text",
+        )
+        .token(&conv.token)
+        .json(serde_json::json!({"text": 5})),
+        Case::new("empty text", Method::POST, &msgs, 400, "invalid_text")
+            .token(&conv.token)
+            .json(serde_json::json!({"text": ""})),
+        Case::new("blank text", Method::POST, &msgs, 400, "invalid_text")
+            .token(&conv.token)
+            .json(serde_json::json!({"text": " \n\t "})),
+        Case::new("oversize text", Method::POST, &msgs, 413, "too_large")
+            .token(&conv.token)
+            .json(serde_json::json!({"text": "x".repeat(1001)})),
+        Case::new("oversize body", Method::POST, &msgs, 413, "too_large")
+            .token(&conv.token)
+            .json(serde_json::json!({"text": "x", "pad": "y".repeat(9000)})),
+        Case::new("invalid UTF-8", Method::POST, &msgs, 400, "bad_request")
+            .token(&conv.token)
+            .body(b"{\"text\":\"\xff\xfe\"}"),
+        Case::new("no credential", Method::POST, &msgs, 401, "unauthorized")
+            .json(serde_json::json!({"text": "hi"})),
+        Case::new("wrong token", Method::POST, &msgs, 404, "not_found")
+            .token("nope")
+            .json(serde_json::json!({"text": "hi"})),
+        Case::new(
+            "another conversation's token",
+            Method::GET,
+            format!("/api/conversations/{}", conv.id),
+            404,
+            "not_found",
+        )
+        .token(&other.token),
+        Case::new(
+            "unknown conversation",
+            Method::GET,
+            "/api/conversations/AAAAAAAAAAAAAAAAAAAAAA",
+            404,
+            "not_found",
+        )
+        .token(&conv.token),
+        Case::new(
+            "junk id",
+            Method::GET,
+            "/api/conversations/..%2Fetc",
+            404,
+            "not_found",
+        )
+        .token(&conv.token),
+        Case::new(
+            "unknown provider",
+            Method::POST,
+            "/api/conversations",
+            400,
+            "bad_request",
+        )
+        .json(serde_json::json!({"provider": "nope"})),
+        Case::new(
+            "unknown field",
+            Method::POST,
+            "/api/conversations",
+            400,
+            "bad_request",
+        )
+        .json(serde_json::json!({"colour": "red"})),
+        Case::new(
+            "wrong method",
+            Method::DELETE,
+            "/api/conversations",
+            405,
+            "method_not_allowed",
+        ),
+        Case::new(
+            "unknown route",
+            Method::GET,
+            "/api/nothing",
+            404,
+            "not_found",
+        ),
+        Case::new(
+            "SSE without credential",
+            Method::GET,
+            format!("/api/conversations/{}/events", conv.id),
+            401,
+            "unauthorized",
+        ),
+        Case::new(
+            "interrupt with wrong token",
+            Method::POST,
+            format!("/api/conversations/{}/interrupt", conv.id),
+            404,
+            "not_found",
+        )
+        .token(&other.token),
+        Case::new(
+            "cookie with a foreign Origin posting",
+            Method::POST,
+            &msgs,
+            403,
+            "forbidden_origin",
+        )
+        .json(serde_json::json!({"text": "cross-site"}))
+        .headers(foreign(&cookie)),
+        Case::new(
+            "cookie with a foreign Origin interrupting",
+            Method::POST,
+            format!("/api/conversations/{}/interrupt", conv.id),
+            403,
+            "forbidden_origin",
+        )
+        .headers(foreign(&cookie)),
+        Case::new(
+            "cookie with a look-alike Origin",
+            Method::POST,
+            &msgs,
+            403,
+            "forbidden_origin",
+        )
+        .json(serde_json::json!({"text": "cross-site"}))
+        .headers(vec![
+            ("cookie", cookie.clone()),
+            ("origin", format!("http://{}.evil.example", app.addr)),
+        ]),
+        Case::new(
+            "another conversation's cookie",
+            Method::GET,
+            format!("/api/conversations/{}", conv.id),
+            404,
+            "not_found",
+        )
+        .headers(vec![("cookie", format!("cw_{}={}", conv.id, other.token))]),
     ];
     for case in cases {
         let mut req = app.http.request(case.method.clone(), app.url(&case.path));
@@ -304,7 +253,7 @@ async fn malformed_requests_get_json_errors() {
         0
     );
     app.post_ok(&conv, "still fine?").await;
-    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200);
     // The cookie from the server's own page (its own Origin) may post.
     let own = app
@@ -322,15 +271,7 @@ async fn malformed_requests_get_json_errors() {
 #[tokio::test]
 async fn providers_are_listed() {
     let app = spawn_app().await;
-    let list: Value = app
-        .http
-        .get(app.url("/api/providers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.get_json("/api/providers").await;
     assert_eq!(
         list,
         serde_json::json!([{"name": "offline", "kind": "offline", "default": true}])
@@ -341,14 +282,7 @@ async fn providers_are_listed() {
 async fn interrupt_with_nothing_running_is_a_no_op() {
     let app = spawn_app().await;
     let conv = app.create().await;
-    let resp = app
-        .http
-        .post(app.url(&format!("/api/conversations/{}/interrupt", conv.id)))
-        .bearer_auth(&conv.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let body: Value = resp.json().await.unwrap();
+    let (status, body) = app.interrupt_raw(&conv).await;
+    assert_eq!(status, 202);
     assert_eq!(body, serde_json::json!({"reply_id": null}));
 }

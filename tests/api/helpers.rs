@@ -56,6 +56,13 @@ impl TestApp {
             .await
     }
 
+    /// Creates a conversation with the named provider and opens its event stream.
+    pub async fn open_with(&self, provider: &str) -> (Conv, SseClient) {
+        let conv = self.create_with(provider).await;
+        let sse = self.sse(&conv, None).await;
+        (conv, sse)
+    }
+
     async fn create_body(&self, body: Value) -> Conv {
         let resp = self
             .http
@@ -72,12 +79,45 @@ impl TestApp {
         }
     }
 
+    /// `GET path` without credentials.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("get")
+    }
+
+    /// `GET path` without credentials; the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.expect("json")
+    }
+
+    /// `POST path` with a JSON body and no credentials.
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("post")
+    }
+
+    /// A request to `/api/conversations/{id}{suffix}` carrying the conversation's Bearer token.
+    pub fn conv_request(
+        &self,
+        method: reqwest::Method,
+        conv: &Conv,
+        suffix: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(
+                method,
+                self.url(&format!("/api/conversations/{}{suffix}", conv.id)),
+            )
+            .bearer_auth(&conv.token)
+    }
+
     /// POSTs a message; returns the status and the JSON body.
     pub async fn post(&self, conv: &Conv, text: &str) -> (u16, Value) {
         let resp = self
-            .http
-            .post(self.url(&format!("/api/conversations/{}/messages", conv.id)))
-            .bearer_auth(&conv.token)
+            .conv_request(reqwest::Method::POST, conv, "/messages")
             .json(&serde_json::json!({ "text": text }))
             .send()
             .await
@@ -93,17 +133,21 @@ impl TestApp {
         body["reply_id"].as_str().expect("reply_id").to_string()
     }
 
-    /// `POST /interrupt`; returns the interrupted reply's id, if any.
-    pub async fn interrupt(&self, conv: &Conv) -> Option<String> {
+    /// `POST /interrupt`; returns the status and the JSON body.
+    pub async fn interrupt_raw(&self, conv: &Conv) -> (u16, Value) {
         let resp = self
-            .http
-            .post(self.url(&format!("/api/conversations/{}/interrupt", conv.id)))
-            .bearer_auth(&conv.token)
+            .conv_request(reqwest::Method::POST, conv, "/interrupt")
             .send()
             .await
             .expect("interrupt");
-        assert_eq!(resp.status(), 202);
-        let body: Value = resp.json().await.expect("json");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("json"))
+    }
+
+    /// `POST /interrupt`; returns the interrupted reply's id, if any.
+    pub async fn interrupt(&self, conv: &Conv) -> Option<String> {
+        let (status, body) = self.interrupt_raw(conv).await;
+        assert_eq!(status, 202);
         body["reply_id"].as_str().map(String::from)
     }
 
@@ -119,9 +163,7 @@ impl TestApp {
 
     pub async fn get_conv(&self, conv: &Conv) -> Value {
         let resp = self
-            .http
-            .get(self.url(&format!("/api/conversations/{}", conv.id)))
-            .bearer_auth(&conv.token)
+            .conv_request(reqwest::Method::GET, conv, "")
             .send()
             .await
             .expect("get");
@@ -132,9 +174,7 @@ impl TestApp {
     /// Opens the SSE stream, resuming after `last_event_id` (sent as `Last-Event-ID`).
     pub async fn sse(&self, conv: &Conv, last_event_id: Option<u64>) -> SseClient {
         let mut req = self
-            .http
-            .get(self.url(&format!("/api/conversations/{}/events", conv.id)))
-            .bearer_auth(&conv.token)
+            .conv_request(reqwest::Method::GET, conv, "/events")
             // The stream is long-lived: no whole-request timeout.
             .timeout(Duration::from_secs(3600));
         if let Some(n) = last_event_id {
@@ -262,6 +302,26 @@ impl SseClient {
         }
     }
 
+    /// Reads the stream to its end: the events, and the last `retry:` hint, if any.
+    pub async fn rest(&mut self) -> (Vec<SseItem>, Option<u64>) {
+        let mut events = Vec::new();
+        let mut retry = None;
+        while let Some(item) = self.next_item().await {
+            if item.is_event() {
+                events.push(item);
+            } else if item.retry.is_some() {
+                retry = item.retry;
+            }
+        }
+        (events, retry)
+    }
+
+    /// The event that ends the next reply (`completed`, `interrupted` or `failed`).
+    pub async fn reply_end(&mut self) -> SseItem {
+        let mut events = self.events_until(is_reply_end).await;
+        events.pop().expect("the reply's end")
+    }
+
     /// Events up to and including the first one for which `last` is true.
     pub async fn events_until(&mut self, last: impl Fn(&SseItem) -> bool) -> Vec<SseItem> {
         let mut out = Vec::new();
@@ -323,19 +383,6 @@ pub fn joined_deltas(events: &[SseItem], reply_id: &str) -> String {
         .filter(|e| e.kind() == "reply.delta" && e.field("reply_id") == reply_id)
         .map(|e| e.field("text"))
         .collect()
-}
-
-/// Serves `router` on 127.0.0.1 (a free port) for the rest of the test: the fake
-/// external services (NLP providers) of the provider tests.
-pub async fn serve_fake(router: axum::Router) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    addr
 }
 
 /// Waits (bounded) until `check` holds; panics with `what` otherwise.

@@ -28,12 +28,7 @@ async fn a_flood_from_one_address_gets_429_then_the_server_answers_again() {
     let mut limited = Vec::new();
     let mut ok = 0;
     for _ in 0..45 {
-        let resp = app
-            .http
-            .get(app.url("/api/providers"))
-            .send()
-            .await
-            .unwrap();
+        let resp = app.get("/api/providers").await;
         if resp.status() == 200 {
             ok += 1;
         } else {
@@ -47,25 +42,14 @@ async fn a_flood_from_one_address_gets_429_then_the_server_answers_again() {
     }
     // Health probes are not limited, nor are NLP services' (signed) callbacks: an
     // unsigned one is refused for its signature, not for the flood.
-    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200);
-    let callback = app
-        .http
-        .post(app.url("/webhooks/nlp"))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
+    let callback = app.post_json("/webhooks/nlp", &serde_json::json!({})).await;
     assert_ne!(callback.status(), 429);
     assert!(callback.status().is_client_error());
     // Once the bucket has a token again, requests are served.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let resp = app
-        .http
-        .get(app.url("/api/providers"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get("/api/providers").await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -79,9 +63,7 @@ async fn a_flood_of_messages_gets_429_and_other_conversations_do_not_notice() {
     }
     for _ in 0..3 {
         let resp = app
-            .http
-            .post(app.url(&format!("/api/conversations/{}/messages", conv.id)))
-            .bearer_auth(&conv.token)
+            .conv_request(reqwest::Method::POST, &conv, "/messages")
             .json(&serde_json::json!({"text": "one more"}))
             .send()
             .await
@@ -110,9 +92,7 @@ async fn subscribers_beyond_the_limit_get_429() {
     let mut a = app.sse(&conv, None).await;
     let _b = app.sse(&conv, None).await;
     let resp = app
-        .http
-        .get(app.url(&format!("/api/conversations/{}/events", conv.id)))
-        .bearer_auth(&conv.token)
+        .conv_request(reqwest::Method::GET, &conv, "/events")
         .send()
         .await
         .unwrap();
@@ -136,12 +116,8 @@ async fn conversations_in_memory_are_capped() {
     let sse_a = app.sse(&a, None).await;
     let sse_b = app.sse(&b, None).await;
     let resp = app
-        .http
-        .post(app.url("/api/conversations"))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/api/conversations", &serde_json::json!({}))
+        .await;
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     let body: Value = resp.json().await.unwrap();
@@ -158,12 +134,8 @@ async fn conversations_in_memory_are_capped() {
         app.post_ok(&b, "/count 1").await;
         crate::streaming::wait_complete(&app, &b).await;
         let resp = app
-            .http
-            .post(app.url("/api/conversations"))
-            .json(&serde_json::json!({}))
-            .send()
-            .await
-            .unwrap();
+            .post_json("/api/conversations", &serde_json::json!({}))
+            .await;
         if resp.status() == 201 {
             room = true;
             break;

@@ -2,6 +2,7 @@
 //! public interface — HTTP, SSE and, in later modules, WebSocket and signed webhooks.
 //! `process` runs the real binary for tests that crash, restart or measure it.
 
+mod fakes;
 mod helpers;
 mod process;
 mod raw_sse;

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use crate::fakes::spawn_app_with_fake;
 use crate::helpers::*;
 use crate::signing::*;
 
@@ -114,11 +115,10 @@ async fn setup() -> (TestApp, Arc<Fake>) {
         .route("/v1/responses/{id}", get(retrieve))
         .route("/v1/responses/{id}/cancel", post(cancel))
         .with_state(fake.clone());
-    let addr = serve_fake(router).await;
-    let app = spawn_app_with(|c| {
+    let app = spawn_app_with_fake(router, |addr| {
         // Two entries of one OpenAI project share its webhook secret.
-        for name in ["bg", "bg2"] {
-            c.providers.push(chatwire::config::ProviderConfig {
+        ["bg", "bg2"]
+            .map(|name| chatwire::config::ProviderConfig {
                 name: name.into(),
                 kind: "openai-background".into(),
                 base_url: Some(format!("http://{addr}/v1")),
@@ -126,8 +126,8 @@ async fn setup() -> (TestApp, Arc<Fake>) {
                 model: Some("fake-model".into()),
                 webhook_secret: Some(SECRET.into()),
                 ..Default::default()
-            });
-        }
+            })
+            .into()
     })
     .await;
     (app, fake)
@@ -168,8 +168,7 @@ async fn post_and_wait_create(
 #[tokio::test]
 async fn a_signed_webhook_brings_the_reply_as_deltas() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("bg").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("bg").await;
     let (reply, resp) = post_and_wait_create(&app, &fake, &conv, "What is the answer?").await;
 
     let body = fake.creates.lock().unwrap()[0].clone();
@@ -211,8 +210,7 @@ async fn a_signed_webhook_brings_the_reply_as_deltas() {
 #[tokio::test]
 async fn entries_sharing_a_secret_each_get_their_webhooks() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("bg2").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("bg2").await;
     let (_, resp) = post_and_wait_create(&app, &fake, &conv, "second model").await;
     app.openai_webhook(&Delivery::signed(
         SECRET,
@@ -220,15 +218,14 @@ async fn entries_sharing_a_secret_each_get_their_webhooks() {
         &event("response.completed", &resp),
     ))
     .await;
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!((end.kind(), end.field("text")), ("reply.completed", ANSWER));
 }
 
 #[tokio::test]
 async fn a_failed_response_fails_the_reply() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("bg").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("bg").await;
     let (_, resp) = post_and_wait_create(&app, &fake, &conv, "fails").await;
     app.openai_webhook(&Delivery::signed(
         SECRET,
@@ -236,7 +233,7 @@ async fn a_failed_response_fails_the_reply() {
         &event("response.failed", &resp),
     ))
     .await;
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!(end.kind(), "reply.failed");
     assert!(end.field("error").contains("the model crashed"), "{end:?}");
 }
@@ -244,14 +241,13 @@ async fn a_failed_response_fails_the_reply() {
 #[tokio::test]
 async fn an_interrupt_cancels_the_response_and_a_late_webhook_changes_nothing() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("bg").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("bg").await;
     let (reply, resp) = post_and_wait_create(&app, &fake, &conv, "Think long").await;
     // Let the create's answer land: this test interrupts a created response.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     assert_eq!(app.interrupt(&conv).await.as_deref(), Some(reply.as_str()));
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!(end.kind(), "reply.interrupted");
     eventually("the cancel call", || {
         fake.cancels.lock().unwrap().contains(&resp)
@@ -350,8 +346,7 @@ async fn refused_webhooks_change_nothing() {
 #[tokio::test]
 async fn the_same_webhook_id_is_applied_once() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("bg").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("bg").await;
     let (_, resp) = post_and_wait_create(&app, &fake, &conv, "Hi").await;
     let d = Delivery::signed(SECRET, "wh_dup", &event("response.completed", &resp));
     let first = app.openai_webhook(&d).await;
@@ -398,8 +393,7 @@ async fn unknown_event_types_are_acknowledged_and_ignored() {
 #[tokio::test]
 async fn one_message_creates_exactly_one_response_even_when_the_create_is_slow_or_fails() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("bg").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("bg").await;
 
     // Slow: the webhook even overtakes the create's answer; it waits for the job to be known.
     let (reply, resp) = post_and_wait_create(&app, &fake, &conv, "slow-create").await;
@@ -418,7 +412,7 @@ async fn one_message_creates_exactly_one_response_even_when_the_create_is_slow_o
 
     // Failing: a 500 is not retried (the response may exist); the reply fails clearly.
     app.post_ok(&conv, "fail-create").await;
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!(end.kind(), "reply.failed");
     assert!(end.field("error").contains("500"), "{end:?}");
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -428,8 +422,7 @@ async fn one_message_creates_exactly_one_response_even_when_the_create_is_slow_o
 #[tokio::test]
 async fn webhook_to_first_delta_latency() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("bg").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("bg").await;
     let mut samples = Vec::new();
     for i in 0..20 {
         let (_, resp) = post_and_wait_create(&app, &fake, &conv, &format!("q{i}")).await;

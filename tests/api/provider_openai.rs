@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use crate::fakes::spawn_app_with_fake;
 use crate::helpers::*;
 
 #[derive(Default)]
@@ -131,9 +132,8 @@ async fn setup() -> (TestApp, Arc<Fake>) {
     let router = axum::Router::new()
         .route("/v1/chat/completions", post(completions))
         .with_state(fake.clone());
-    let addr = serve_fake(router).await;
-    let app = spawn_app_with(|c| {
-        c.providers.push(chatwire::config::ProviderConfig {
+    let app = spawn_app_with_fake(router, |addr| {
+        vec![chatwire::config::ProviderConfig {
             name: "gpt".into(),
             kind: "openai".into(),
             base_url: Some(format!("http://{addr}/v1")),
@@ -141,7 +141,7 @@ async fn setup() -> (TestApp, Arc<Fake>) {
             model: Some("fake-model".into()),
             system_prompt: Some("Be brief.".into()),
             ..Default::default()
-        });
+        }]
     })
     .await;
     (app, fake)
@@ -150,8 +150,7 @@ async fn setup() -> (TestApp, Arc<Fake>) {
 #[tokio::test]
 async fn streamed_chunks_become_deltas_and_the_history_is_sent() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("gpt").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("gpt").await;
 
     let reply = app.post_ok(&conv, "first").await;
     let events = sse.events_until(is_reply_end).await;
@@ -200,8 +199,7 @@ async fn streamed_chunks_become_deltas_and_the_history_is_sent() {
 #[tokio::test]
 async fn an_interrupt_closes_the_upstream_request() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("gpt").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("gpt").await;
     let reply = app.post_ok(&conv, "hang").await;
     let seen = sse
         .events_until(|e| e.kind() == "reply.delta" && e.field("text") == "lo")
@@ -223,8 +221,7 @@ async fn an_interrupt_closes_the_upstream_request() {
 #[tokio::test]
 async fn an_interrupt_over_the_websocket_closes_the_upstream_request() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("gpt").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("gpt").await;
     let mut ws = app.ws_browser(&conv).await;
     ws.hello().await;
     let reply = app.post_ok(&conv, "hang").await;
@@ -291,8 +288,7 @@ async fn broken_upstreams_fail_with_the_partial_text_kept() {
 #[tokio::test]
 async fn a_failure_before_the_first_delta_is_retried_once() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("gpt").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("gpt").await;
     app.post_ok(&conv, "500-once").await;
     let events = sse.events_until(is_reply_end).await;
     let end = events.last().unwrap();

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use crate::fakes::spawn_app_with_fake;
 use crate::helpers::*;
 use crate::signing::*;
 
@@ -134,16 +135,15 @@ async fn setup() -> (TestApp, Arc<Fake>) {
     let router = axum::Router::new()
         .route("/jobs", post(jobs))
         .with_state(fake.clone());
-    let addr = serve_fake(router).await;
-    let app = spawn_app_with(|c| {
-        c.providers.push(chatwire::config::ProviderConfig {
+    let app = spawn_app_with_fake(router, |addr| {
+        vec![chatwire::config::ProviderConfig {
             name: "nlp".into(),
             kind: "webhook".into(),
             url: Some(format!("http://{addr}/jobs")),
             webhook_secret: Some(SECRET.into()),
             system_prompt: Some("Be kind.".into()),
             ..Default::default()
-        });
+        }]
     })
     .await;
     (app, fake)
@@ -160,8 +160,7 @@ fn deltas(events: &[SseItem]) -> Vec<&str> {
 #[tokio::test]
 async fn duplicates_and_reordering_are_applied_once_in_order() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("nlp").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("nlp").await;
     let reply = app.post_ok(&conv, "dup-reorder").await;
     let events = sse.events_until(is_reply_end).await;
     assert_eq!(deltas(&events), ["one", " two", " three"]);
@@ -198,8 +197,7 @@ async fn duplicates_and_reordering_are_applied_once_in_order() {
 #[tokio::test]
 async fn callbacks_that_overtake_the_submit_are_kept() {
     let (app, _fake) = setup().await;
-    let conv = app.create_with("nlp").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("nlp").await;
     app.post_ok(&conv, "early").await;
     let events = sse.events_until(is_reply_end).await;
     assert_eq!(events.last().unwrap().kind(), "reply.completed");
@@ -209,12 +207,11 @@ async fn callbacks_that_overtake_the_submit_are_kept() {
 #[tokio::test]
 async fn a_late_callback_after_an_interrupt_changes_nothing() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("nlp").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("nlp").await;
     let reply = app.post_ok(&conv, "hold").await;
     sse.events_until(|e| e.kind() == "reply.delta").await;
     assert_eq!(app.interrupt(&conv).await.as_deref(), Some(reply.as_str()));
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!(
         (end.kind(), end.field("text")),
         ("reply.interrupted", "held")
@@ -250,7 +247,7 @@ async fn a_late_callback_after_an_interrupt_changes_nothing() {
     let (_, a3) = fake.callback(&url, "late-4", delta(&job, 2, " more")).await;
     assert_eq!(a3["status"], "ignored");
     app.interrupt(&conv).await;
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!(
         (end.field("reply_id"), end.field("text")),
         (next.as_str(), "held")
@@ -260,10 +257,9 @@ async fn a_late_callback_after_an_interrupt_changes_nothing() {
 #[tokio::test]
 async fn a_failure_callback_fails_the_reply_keeping_its_text() {
     let (app, _fake) = setup().await;
-    let conv = app.create_with("nlp").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("nlp").await;
     app.post_ok(&conv, "fail").await;
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!((end.kind(), end.field("text")), ("reply.failed", "partial"));
     assert!(end.field("error").contains("model crashed"), "{end:?}");
 }
@@ -271,10 +267,9 @@ async fn a_failure_callback_fails_the_reply_keeping_its_text() {
 #[tokio::test]
 async fn a_refused_submit_is_retried_as_the_same_job() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("nlp").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("nlp").await;
     app.post_ok(&conv, "retry-submit").await;
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!((end.kind(), end.field("text")), ("reply.completed", "ok"));
     let submits = fake.of_type("job.submit");
     assert_eq!(submits.len(), 2);
@@ -313,15 +308,7 @@ async fn the_simulated_service_answers_through_webhooks() {
             .push(chatwire::config::ProviderConfig::simulated());
     })
     .await;
-    let listed: Value = app
-        .http
-        .get(app.url("/api/providers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = app.get_json("/api/providers").await;
     assert_eq!(
         listed[1],
         json!({"name": "simulated", "kind": "webhook", "default": false})
@@ -334,7 +321,7 @@ async fn the_simulated_service_answers_through_webhooks() {
     let reply = app.post_ok(&sim, "what are webhooks?").await;
     app.post_ok(&off, "what are webhooks?").await;
     let events = sim_sse.events_until(is_reply_end).await;
-    let expected = off_sse.events_until(is_reply_end).await.pop().unwrap();
+    let expected = off_sse.reply_end().await;
     let end = events.last().unwrap();
     assert_eq!(end.kind(), "reply.completed");
     assert_eq!(events[1].field("provider"), "simulated");
@@ -352,7 +339,7 @@ async fn the_simulated_service_answers_through_webhooks() {
         .events_until(|e| e.kind() == "reply.delta" && e.field("reply_id") == story)
         .await;
     app.interrupt(&sim).await;
-    let end = sim_sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sim_sse.reply_end().await;
     assert_eq!(end.kind(), "reply.interrupted");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let last = app.last_message(&sim).await;
@@ -371,8 +358,7 @@ async fn without_a_webhook_provider_the_routes_answer_404() {
 #[tokio::test]
 async fn rotated_signatures_are_accepted_and_big_bodies_refused() {
     let (app, fake) = setup().await;
-    let conv = app.create_with("nlp").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("nlp").await;
     app.post_ok(&conv, "hold").await;
     eventually("the submit", || !fake.of_type("job.submit").is_empty()).await;
     let job = fake.of_type("job.submit")[0]["job_id"]
@@ -396,7 +382,7 @@ async fn rotated_signatures_are_accepted_and_big_bodies_refused() {
     rotated.signature = Some(format!("{old} {}", rotated.signature.unwrap()));
     let (status, answer) = rotated.send(&app.http, &url).await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
-    let end = sse.events_until(is_reply_end).await.pop().unwrap();
+    let end = sse.reply_end().await;
     assert_eq!((end.kind(), end.field("text")), ("reply.completed", "held"));
 }
 
@@ -407,8 +393,7 @@ async fn simulated_service_throughput() {
             .push(chatwire::config::ProviderConfig::simulated())
     })
     .await;
-    let conv = app.create_with("simulated").await;
-    let mut sse = app.sse(&conv, None).await;
+    let (conv, mut sse) = app.open_with("simulated").await;
     let t0 = std::time::Instant::now();
     app.post_ok(&conv, "/count 500").await;
     let events = sse.events_until(is_reply_end).await;

@@ -59,22 +59,6 @@ fn panicky() -> ExtraProviders {
     }) as Arc<dyn Provider>])
 }
 
-async fn create_with(app: &TestApp, provider: &str) -> Conv {
-    let resp = app
-        .http
-        .post(app.url("/api/conversations"))
-        .json(&serde_json::json!({ "provider": provider }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let body: Value = resp.json().await.unwrap();
-    Conv {
-        id: body["id"].as_str().unwrap().into(),
-        token: body["token"].as_str().unwrap().into(),
-    }
-}
-
 #[tokio::test]
 async fn a_panicking_reply_restarts_its_conversation_and_no_other_notices() {
     let app = spawn_app_with(|c| {
@@ -84,7 +68,7 @@ async fn a_panicking_reply_restarts_its_conversation_and_no_other_notices() {
     .await;
     let registry = app.server.as_ref().unwrap().state.registry.clone();
     let calm = app.create().await;
-    let doomed = create_with(&app, "panicky").await;
+    let doomed = app.create_with("panicky").await;
     app.post_ok(&doomed, "warm up").await;
     wait_complete(&app, &doomed).await;
 
@@ -96,15 +80,7 @@ async fn a_panicking_reply_restarts_its_conversation_and_no_other_notices() {
     let doomed_reply = app.post_ok(&doomed, "panic").await;
 
     // The doomed conversation's stream ends (its actor is gone), with a reconnect hint.
-    let mut seen = Vec::new();
-    let mut retry = None;
-    while let Some(item) = doomed_sse.next_item().await {
-        if item.is_event() {
-            seen.push(item);
-        } else if item.retry.is_some() {
-            retry = item.retry;
-        }
-    }
+    let (seen, retry) = doomed_sse.rest().await;
     assert_eq!(retry, Some(1000), "{seen:?}");
     assert!(
         seen.iter().all(|e| !is_reply_end(e)),
@@ -254,7 +230,7 @@ async fn idle_actors_sleep_and_come_back_with_their_history() {
 async fn health_and_the_shutdown_gate() {
     let app = spawn_app().await;
     let state = app.server.as_ref().unwrap().state.clone();
-    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200);
     assert_eq!(health.headers()["x-content-type-options"], "nosniff");
     assert!(health.headers().contains_key("referrer-policy"));
@@ -292,7 +268,7 @@ async fn health_is_503_when_storage_is_down() {
     let app = spawn_app().await;
     let state = app.server.as_ref().unwrap().state.clone();
     state.store.close().await;
-    let resp = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let resp = app.get("/healthz").await;
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unavailable");

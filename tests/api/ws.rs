@@ -23,6 +23,17 @@ fn bot_states(frames: &[Value]) -> Vec<&str> {
         .collect()
 }
 
+/// A new conversation with two sockets on it, both past their `hello`, and their
+/// participant ids.
+async fn two_sockets(app: &TestApp) -> (Conv, WsClient, String, WsClient, String) {
+    let conv = app.create().await;
+    let mut a = app.ws(&conv).await;
+    let mut b = app.ws(&conv).await;
+    let pa = a.hello().await;
+    let pb = b.hello().await;
+    (conv, a, pa, b, pb)
+}
+
 #[tokio::test]
 async fn typing_reaches_the_others_and_ends_after_5s_of_silence_or_on_close() {
     let app = spawn_app().await;
@@ -65,11 +76,7 @@ async fn typing_reaches_the_others_and_ends_after_5s_of_silence_or_on_close() {
 #[tokio::test]
 async fn a_typing_flood_is_coalesced_and_its_last_word_wins() {
     let app = spawn_app().await;
-    let conv = app.create().await;
-    let mut a = app.ws(&conv).await;
-    let mut b = app.ws(&conv).await;
-    let pa = a.hello().await;
-    b.hello().await;
+    let (_, mut a, pa, mut b, _) = two_sockets(&app).await;
     for i in 0..200 {
         a.typing(i % 2 == 0).await;
     }
@@ -103,15 +110,8 @@ async fn interrupt_mid_reply(over_ws: bool) {
     if over_ws {
         a.send_json(json!({"type": "interrupt"})).await;
     } else {
-        let resp = app
-            .http
-            .post(app.url(&format!("/api/conversations/{}/interrupt", conv.id)))
-            .bearer_auth(&conv.token)
-            .send()
-            .await
-            .expect("interrupt");
-        assert_eq!(resp.status(), 202);
-        let body: Value = resp.json().await.expect("json");
+        let (status, body) = app.interrupt_raw(&conv).await;
+        assert_eq!(status, 202);
         assert_eq!(body["reply_id"], reply.as_str());
     }
 
@@ -156,11 +156,7 @@ async fn interrupt_over_http_does_the_same() {
 #[tokio::test]
 async fn interrupt_with_nothing_running_is_a_harmless_no_op() {
     let app = spawn_app().await;
-    let conv = app.create().await;
-    let mut a = app.ws(&conv).await;
-    let mut b = app.ws(&conv).await;
-    a.hello().await;
-    let pb = b.hello().await;
+    let (conv, mut a, _, mut b, pb) = two_sockets(&app).await;
 
     // Before any reply, and after one has completed.
     for round in 0..2 {
@@ -273,9 +269,7 @@ async fn upgrades_are_checked_like_every_conversation_route() {
 
     // A plain GET is a JSON error, not a dropped connection.
     let resp = app
-        .http
-        .get(app.url(&format!("/api/conversations/{}/ws", conv.id)))
-        .bearer_auth(&conv.token)
+        .conv_request(reqwest::Method::GET, &conv, "/ws")
         .send()
         .await
         .expect("get");
@@ -316,11 +310,7 @@ async fn sockets_take_subscriber_places_and_give_them_back() {
 #[tokio::test]
 async fn bad_frames_get_error_frames_and_the_socket_keeps_working() {
     let app = spawn_app().await;
-    let conv = app.create().await;
-    let mut a = app.ws(&conv).await;
-    let mut b = app.ws(&conv).await;
-    let pa = a.hello().await;
-    b.hello().await;
+    let (_, mut a, pa, mut b, _) = two_sockets(&app).await;
 
     let cases = [
         (Message::text("x".repeat(2000)), "too_large"),

@@ -26,30 +26,22 @@ pub struct FrameError {
 }
 
 impl FrameError {
-    pub const TOO_LARGE: FrameError = FrameError {
-        code: "too_large",
-        message: "frame larger than 1024 bytes",
-    };
-    pub const BAD_JSON: FrameError = FrameError {
-        code: "bad_json",
-        message: "expected a JSON object",
-    };
-    pub const UNKNOWN_TYPE: FrameError = FrameError {
-        code: "unknown_type",
-        message: "`type` must be \"typing\" or \"interrupt\"",
-    };
-    pub const INVALID: FrameError = FrameError {
-        code: "invalid_frame",
-        message: "a typing frame needs `active`: true or false",
-    };
-    pub const BINARY: FrameError = FrameError {
-        code: "binary_frame",
-        message: "only JSON text frames are understood",
-    };
-    pub const BUSY: FrameError = FrameError {
-        code: "busy",
-        message: "the conversation is busy; try again shortly",
-    };
+    const fn new(code: &'static str, message: &'static str) -> FrameError {
+        FrameError { code, message }
+    }
+
+    pub const TOO_LARGE: FrameError = FrameError::new("too_large", "frame larger than 1024 bytes");
+    pub const BAD_JSON: FrameError = FrameError::new("bad_json", "expected a JSON object");
+    pub const UNKNOWN_TYPE: FrameError =
+        FrameError::new("unknown_type", "`type` must be \"typing\" or \"interrupt\"");
+    pub const INVALID: FrameError = FrameError::new(
+        "invalid_frame",
+        "a typing frame needs `active`: true or false",
+    );
+    pub const BINARY: FrameError =
+        FrameError::new("binary_frame", "only JSON text frames are understood");
+    pub const BUSY: FrameError =
+        FrameError::new("busy", "the conversation is busy; try again shortly");
 }
 
 /// Reads one text frame from a client.

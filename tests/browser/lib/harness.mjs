@@ -240,6 +240,17 @@ export async function waitLonger(page, count, length, timeout = 5000) {
   return handle.jsonValue();
 }
 
+/**
+ * Waits for the reply (assistant message `count`) to start streaming, then for it to grow
+ * `times` more times; returns the first state seen and every length sampled.
+ */
+export async function growingReply(page, times, count = 1) {
+  const first = await waitAssistant(page, { count, status: 'streaming', minLength: 1 });
+  const lengths = [first.text.length];
+  for (let i = 0; i < times; i++) lengths.push(await waitLonger(page, count, lengths.at(-1)));
+  return { first, lengths };
+}
+
 /** What the recorder saw: per message the (length, status) steps, and count violations. */
 export function recorded(page) {
   return page.evaluate(() => window.__cw);
@@ -250,6 +261,15 @@ export async function serverConversation(context, id) {
   const res = await context.request.get(`/api/conversations/${encodeURIComponent(id)}`);
   if (!res.ok()) throw new Error(`GET conversation: ${res.status()} ${await res.text()}`);
   return res.json();
+}
+
+/** The (length, status) steps the recorder saw for message `id` while it streamed. */
+export const streamingSteps = (rec, id) => (rec.history[id] || []).filter(([, s]) => s === 'streaming');
+
+/** Message `messageId` as the server stored it in conversation `id`. */
+export async function storedMessage(context, id, messageId) {
+  const conv = await serverConversation(context, id);
+  return conv.messages.find((m) => m.id === messageId);
 }
 
 /** "1 2 3 … n" */

@@ -11,6 +11,7 @@ import {
   sel,
   send,
   serverConversation,
+  storedMessage,
   waitAssistant,
   waitConnection,
 } from '../lib/harness.mjs';
@@ -42,8 +43,7 @@ scenario('webhook provider: pick it, New chat, its reply arrives', { server: { d
   await send(page, 'Hello, NLP service!');
   const reply = await waitAssistant(page, { status: 'complete', minLength: 1, timeout: 20_000 });
 
-  const conv = await serverConversation(context, id);
-  const stored = conv.messages.find((m) => m.id === reply.id);
+  const stored = await storedMessage(context, id, reply.id);
   assert.equal(stored.status, 'complete');
   assert.equal(reply.text, stored.text);
   assert.ok(await page.locator(sel.error).isHidden(), 'no error shown');

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 
 import {
   countText,
+  growingReply,
   messages,
   openNewChat,
   recorded,
@@ -14,13 +15,11 @@ import {
   send,
   serverConversation,
   sleep,
+  storedMessage,
+  streamingSteps,
   waitAssistant,
-  waitLonger,
   wordCount,
 } from '../lib/harness.mjs';
-
-/** The (length, status) steps the page went through for one message while it streamed. */
-const streamingSteps = (rec, id) => (rec.history[id] || []).filter(([, s]) => s === 'streaming');
 
 scenario('a reply streams in word by word and ends complete', { server: { delayMs: 6 } }, async ({ page, context }) => {
   const id = await openNewChat(page);
@@ -32,13 +31,7 @@ scenario('a reply streams in word by word and ends complete', { server: { delayM
   await page.waitForFunction((s) => document.querySelector(s).value === '', sel.composer);
 
   // Sample the growing text: each sample is a later, longer state of the same message.
-  const first = await waitAssistant(page, { status: 'streaming', minLength: 1 });
-  let length = first.text.length;
-  const samples = [length];
-  for (let i = 0; i < 5; i++) {
-    length = await waitLonger(page, 1, length);
-    samples.push(length);
-  }
+  const { first, lengths: samples } = await growingReply(page, 5);
   const mid = (await messages(page)).find((m) => m.id === first.id);
   assert.equal(mid.status, 'streaming', `still streaming after samples ${samples}`);
   assert.ok(await page.locator(sel.stop).isVisible(), 'Stop is visible while the bot replies');
@@ -48,8 +41,7 @@ scenario('a reply streams in word by word and ends complete', { server: { delayM
   assert.ok(done.text.length > samples.at(-1), 'the reply went on after the samples');
   assert.ok(done.text.startsWith('Once upon a time'), done.text.slice(0, 80));
 
-  const conv = await serverConversation(context, id);
-  const stored = conv.messages.find((m) => m.id === done.id);
+  const stored = await storedMessage(context, id, done.id);
   assert.equal(stored.status, 'complete');
   assert.equal(done.text, stored.text, 'the page shows exactly the stored reply');
 
@@ -86,8 +78,7 @@ async function stopMidReply({ page, context }, how) {
   assert.equal(await page.getAttribute(sel.botState, 'data-state'), 'idle');
   assert.ok(await page.locator(`${sel.assistant} .note`).isVisible(), 'the message says it was stopped');
 
-  const conv = await serverConversation(context, id);
-  const stored = conv.messages.find((m) => m.id === stopped.id);
+  const stored = await storedMessage(context, id, stopped.id);
   assert.equal(stored.status, 'interrupted');
   assert.equal(stored.text, stopped.text, 'the server kept exactly what the page shows');
   assert.deepEqual((await recorded(page)).bad, [], 'no lost or doubled word on the way');
@@ -125,7 +116,7 @@ scenario('reload mid-reply: history rendered, the reply goes on, no word lost or
 
   const after = await recorded(page);
   assert.deepEqual(after.bad, [], 'no lost or doubled word while streaming');
-  const steps = (after.history[done.id] || []).filter(([, s]) => s === 'streaming');
+  const steps = streamingSteps(after, done.id);
   assert.ok(steps.length >= 3, `the reloaded page streamed the rest live (${steps.length} steps)`);
 
   const all = await messages(page);

@@ -6,15 +6,16 @@ import assert from 'node:assert/strict';
 
 import {
   countText,
+  growingReply,
   messages,
   openNewChat,
   recorded,
   scenario,
   sel,
   send,
+  streamingSteps,
   waitAssistant,
   waitConnection,
-  waitLonger,
 } from '../lib/harness.mjs';
 
 /** Opens a second tab on the conversation of `page`. */
@@ -59,9 +60,7 @@ scenario('second tab: sees the reply stream live, word by word', { server: { del
 
   // B sees the user's message and the reply growing, sample after sample.
   await b.locator(`${sel.user} .text`, { hasText: `/count ${N}` }).waitFor();
-  const first = await waitAssistant(b, { status: 'streaming', minLength: 1 });
-  let length = first.text.length;
-  for (let i = 0; i < 4; i++) length = await waitLonger(b, 1, length);
+  const { first } = await growingReply(b, 4);
   const mid = (await messages(b)).find((m) => m.id === first.id);
   assert.equal(mid.status, 'streaming', 'tab B saw the reply while it was still streaming');
   assert.ok(await b.locator(sel.stop).isVisible(), 'tab B can stop the reply too');
@@ -75,7 +74,7 @@ scenario('second tab: sees the reply stream live, word by word', { server: { del
 
   const recB = await recorded(b);
   assert.deepEqual(recB.bad, [], 'no lost or doubled word in tab B');
-  const steps = (recB.history[doneB.id] || []).filter(([, s]) => s === 'streaming');
+  const steps = streamingSteps(recB, doneB.id);
   assert.ok(steps.length >= 10, `tab B painted the reply in many steps (${steps.length})`);
   assert.deepEqual((await messages(a)).map((m) => m.id), (await messages(b)).map((m) => m.id));
 });

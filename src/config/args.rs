@@ -1,0 +1,139 @@
+//! The command line: `Args`, every option with a `CHATWIRE_*` environment variable and a
+//! default, as clap parses it. [`Config::from_args`](super::Config::from_args) turns it into
+//! the `Config` the server runs with; nothing else reads `Args`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// chatwire: a chatbot streaming backend. Webhooks in from NLP providers, Server-Sent Events
+/// out to the browser, a WebSocket for typing and interrupting, one actor per conversation.
+///
+/// With no options and no network it serves the chat page on http://127.0.0.1:3000 with the
+/// built-in offline demo bot.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "chatwire", version, about, long_about)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "CHATWIRE_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// Where conversations are kept: a SQLite URL. `sqlite::memory:` keeps nothing.
+    #[arg(long, env = "CHATWIRE_DB", default_value = "sqlite://chatwire.db")]
+    pub db: String,
+
+    /// Pause between the offline provider's tokens, in milliseconds (0 = as fast as possible).
+    #[arg(long, env = "CHATWIRE_OFFLINE_DELAY_MS", default_value_t = 30)]
+    pub offline_delay_ms: u64,
+
+    /// TOML file naming the NLP providers (see docs/providers.md).
+    #[arg(long, env = "CHATWIRE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Extra origins allowed to open WebSockets and to post with the cookie
+    /// (comma-separated, e.g. `https://chat.example.com`). The server's own origin is always allowed.
+    #[arg(long, env = "CHATWIRE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Largest message text accepted, in bytes (413 beyond it).
+    #[arg(long, env = "CHATWIRE_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Largest request body accepted, in bytes (413 beyond it). At least --max-message-bytes.
+    #[arg(long, env = "CHATWIRE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Messages one conversation may post per minute (429 with Retry-After beyond it;
+    /// a token bucket: a burst of this many, refilled evenly over a minute). 0 = no limit.
+    #[arg(long, env = "CHATWIRE_MESSAGES_PER_MINUTE", default_value_t = 30)]
+    pub messages_per_minute: u32,
+
+    /// Requests one client address (an IPv4 address or an IPv6 /64) may make per minute
+    /// (429 with Retry-After beyond it; `/healthz` and the signed `/webhooks/*` are exempt).
+    /// 0 = no limit. Behind a reverse proxy every client shares the proxy's address: raise
+    /// this or turn it off there.
+    #[arg(long, env = "CHATWIRE_REQUESTS_PER_MINUTE", default_value_t = 600)]
+    pub requests_per_minute: u32,
+
+    /// Conversations kept in memory at once. When full, idle ones are put to sleep (they
+    /// come back from storage on demand); if none is idle, new work gets 503 with Retry-After.
+    #[arg(long, env = "CHATWIRE_MAX_CONVERSATIONS", default_value_t = 10_000)]
+    pub max_conversations: usize,
+
+    /// Open event streams (SSE) and WebSockets one conversation may have at once, together
+    /// (429 with Retry-After beyond it). A browser tab uses one of each.
+    #[arg(long, env = "CHATWIRE_MAX_SUBSCRIBERS", default_value_t = 32)]
+    pub max_subscribers: usize,
+
+    /// Seconds a conversation actor with no reply running and no subscriber stays in memory.
+    #[arg(long, env = "CHATWIRE_IDLE_SECS", default_value_t = 300)]
+    pub idle_secs: u64,
+
+    /// Seconds between SSE keep-alive comments.
+    #[arg(long, env = "CHATWIRE_KEEPALIVE_SECS", default_value_t = 15)]
+    pub keepalive_secs: u64,
+
+    /// Seconds between WebSocket pings; a peer that answers nothing for two of them is dropped.
+    #[arg(long, env = "CHATWIRE_WS_PING_SECS", default_value_t = 25)]
+    pub ws_ping_secs: u64,
+
+    /// Seconds a graceful shutdown (SIGTERM or Ctrl-C) may take in all: conversations store
+    /// their replies in progress, streams end, connections close; then the process exits.
+    #[arg(long, env = "CHATWIRE_SHUTDOWN_SECS", default_value_t = 10)]
+    pub shutdown_secs: u64,
+
+    /// The base URL at which NLP services reach this server's webhook routes (e.g.
+    /// `https://chat.example.com`); default: `http://` and the address it listens on.
+    #[arg(long, env = "CHATWIRE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn every_limit_is_an_option_with_an_env_var() {
+        let args = Args::try_parse_from([
+            "chatwire",
+            "--max-body-bytes",
+            "5000",
+            "--max-message-bytes",
+            "4000",
+            "--messages-per-minute",
+            "7",
+            "--requests-per-minute",
+            "0",
+            "--max-conversations",
+            "9",
+            "--max-subscribers",
+            "3",
+        ])
+        .unwrap();
+        let c = Config::from_args(args).unwrap();
+        assert_eq!(c.limits.max_body_bytes, 5000);
+        assert_eq!(c.limits.messages_per_minute, 7);
+        assert_eq!(c.limits.requests_per_minute, 0);
+        assert_eq!(c.limits.max_conversations, 9);
+        assert_eq!(c.limits.max_subscribers, 3);
+        let bad = Args::try_parse_from(["chatwire", "--max-body-bytes", "10"]).unwrap();
+        assert!(
+            Config::from_args(bad).is_err(),
+            "body smaller than a message"
+        );
+        let help = <Args as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for env in [
+            "CHATWIRE_MAX_BODY_BYTES",
+            "CHATWIRE_MESSAGES_PER_MINUTE",
+            "CHATWIRE_REQUESTS_PER_MINUTE",
+            "CHATWIRE_MAX_CONVERSATIONS",
+            "CHATWIRE_MAX_SUBSCRIBERS",
+        ] {
+            assert!(help.contains(env), "{env} in --help");
+        }
+    }
+}

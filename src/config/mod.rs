@@ -1,0 +1,229 @@
+//! Configuration: what the server runs with (`Config`, `Limits`), resolved from the
+//! command line ([`args`]) and the TOML file that names the NLP providers ([`providers`]).
+//!
+//! `Args` is what the operator types; `Config` is what the server runs with. Tests build a
+//! `Config` directly with [`Config::for_tests`] so they never parse a command line.
+
+mod args;
+mod providers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use args::Args;
+pub use providers::{ProviderConfig, parse_providers, secret};
+
+use crate::error::StartupError;
+use crate::providers::Provider;
+
+/// What the server runs with, resolved from [`Args`] and the provider file.
+/// Its `Debug` output is safe to log: provider secrets and database passwords are redacted.
+#[derive(Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub db: String,
+    pub offline_delay: Duration,
+    pub providers: Vec<ProviderConfig>,
+    pub allowed_origins: Vec<String>,
+    pub limits: Limits,
+    pub idle_timeout: Duration,
+    pub keepalive: Duration,
+    pub shutdown_timeout: Duration,
+    /// Providers built in Rust code rather than named in the TOML file (a program that
+    /// embeds chatwire, or a test); listed after the configured ones.
+    pub extra_providers: ExtraProviders,
+    /// Where NLP services send callbacks; `None`: `http://` + the bound address.
+    pub public_url: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("addr", &self.addr)
+            .field("db", &redact_url(&self.db))
+            .field("offline_delay", &self.offline_delay)
+            .field("providers", &self.providers)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("limits", &self.limits)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("keepalive", &self.keepalive)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("extra_providers", &self.extra_providers)
+            .field("public_url", &self.public_url.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+/// Providers made in code; `Debug` shows their names only.
+#[derive(Clone, Default)]
+pub struct ExtraProviders(pub Vec<Arc<dyn Provider>>);
+
+impl std::fmt::Debug for ExtraProviders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|p| &p.info().name))
+            .finish()
+    }
+}
+
+/// Bounds on what one client or conversation may use.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_body_bytes: usize,
+    /// Events kept for resumes (at least this many; the reply in progress is always kept whole).
+    pub replay_events: usize,
+    /// Slots of a conversation's live broadcast; a reader further behind re-subscribes
+    /// from the replay log (nothing is skipped). Each slot costs ~64 bytes per live
+    /// conversation, allocated up front; 128 covers one actor turn of a flat-out reply
+    /// (tokio's cooperative budget), so fast readers rarely need to re-subscribe.
+    pub broadcast_capacity: usize,
+    /// Commands waiting for one conversation actor.
+    pub mailbox: usize,
+    /// Messages per conversation per minute (0 = no limit).
+    pub messages_per_minute: u32,
+    /// Requests per client address per minute (0 = no limit).
+    pub requests_per_minute: u32,
+    /// Conversation actors in memory at once.
+    pub max_conversations: usize,
+    /// SSE streams and WebSocket sessions per conversation, together (each takes a place
+    /// through `ConversationHandle::try_watch`).
+    pub max_subscribers: usize,
+    /// Client addresses (or conversations) a rate limiter remembers at once; beyond it
+    /// the ones that are back to a full allowance, then the least recent, are forgotten.
+    pub rate_limit_keys: usize,
+    /// Largest webhook body accepted on `/webhooks/*`.
+    pub max_webhook_bytes: usize,
+    /// Time between WebSocket pings; silence for two of them closes the socket.
+    pub ws_ping: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 16 * 1024,
+            max_body_bytes: 64 * 1024,
+            replay_events: 1000,
+            broadcast_capacity: 128,
+            mailbox: 256,
+            messages_per_minute: 30,
+            requests_per_minute: 600,
+            max_conversations: 10_000,
+            max_subscribers: 32,
+            rate_limit_keys: 100_000,
+            max_webhook_bytes: 1024 * 1024,
+            ws_ping: Duration::from_secs(25),
+        }
+    }
+}
+
+/// Shown instead of a secret in `Debug` output.
+const REDACTED: &str = "[redacted]";
+
+/// A URL with any `user:password@` part replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://{REDACTED}@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Config {
+    /// Resolves the command line and reads the provider file, if any.
+    pub fn from_args(args: Args) -> Result<Self, StartupError> {
+        let mut providers = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    StartupError::Config(format!("cannot read {}: {e}", path.display()))
+                })?;
+                parse_providers(&text)?
+            }
+            // No file: the offline bot, and the simulated NLP service to show webhooks.
+            None => vec![ProviderConfig::simulated()],
+        };
+        if !providers.iter().any(|p| p.kind == "offline") {
+            providers.insert(0, ProviderConfig::offline());
+        }
+        if args.max_body_bytes < args.max_message_bytes {
+            return Err(StartupError::Config(format!(
+                "--max-body-bytes ({}) must be at least --max-message-bytes ({})",
+                args.max_body_bytes, args.max_message_bytes
+            )));
+        }
+        if args.max_conversations == 0 || args.max_subscribers == 0 {
+            return Err(StartupError::Config(
+                "--max-conversations and --max-subscribers must be at least 1".into(),
+            ));
+        }
+        let limits = Limits {
+            max_message_bytes: args.max_message_bytes,
+            max_body_bytes: args.max_body_bytes,
+            messages_per_minute: args.messages_per_minute,
+            requests_per_minute: args.requests_per_minute,
+            max_conversations: args.max_conversations,
+            max_subscribers: args.max_subscribers,
+            ws_ping: Duration::from_secs(args.ws_ping_secs.max(1)),
+            ..Limits::default()
+        };
+        Ok(Config {
+            addr: args.addr,
+            db: args.db,
+            offline_delay: Duration::from_millis(args.offline_delay_ms),
+            providers,
+            allowed_origins: args.allowed_origins,
+            limits,
+            idle_timeout: Duration::from_secs(args.idle_secs),
+            keepalive: Duration::from_secs(args.keepalive_secs.max(1)),
+            shutdown_timeout: Duration::from_secs(args.shutdown_secs),
+            extra_providers: ExtraProviders::default(),
+            public_url: args.public_url,
+        })
+    }
+
+    /// A config for tests: port 0, in-memory database, no delay, only the offline provider,
+    /// and rate limits so generous that only tests about limits (which set small ones) meet them.
+    pub fn for_tests() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            db: "sqlite::memory:".into(),
+            offline_delay: Duration::ZERO,
+            providers: vec![ProviderConfig::offline()],
+            allowed_origins: Vec::new(),
+            limits: Limits {
+                messages_per_minute: 1_000_000,
+                requests_per_minute: 1_000_000,
+                ..Limits::default()
+            },
+            idle_timeout: Duration::from_secs(300),
+            keepalive: Duration::from_secs(15),
+            shutdown_timeout: Duration::from_secs(5),
+            extra_providers: ExtraProviders::default(),
+            public_url: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let mut p = ProviderConfig::offline();
+        p.api_key = Some("sk-very-secret".into());
+        p.webhook_secret = Some("whsec_also_secret".into());
+        p.base_url = Some("https://user:pw@api.example.com/v1".into());
+        let mut c = Config::for_tests();
+        c.providers.push(p);
+        c.db = "postgres://app:hunter2@db/chat".into();
+        let shown = format!("{c:?}");
+        for secret in ["sk-very-secret", "whsec_also_secret", "hunter2", ":pw@"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("[redacted]"));
+        assert!(shown.contains("api.example.com"));
+    }
+}

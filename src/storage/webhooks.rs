@@ -1,0 +1,118 @@
+//! Webhook receipts (so a redelivered `webhook-id` is answered `duplicate`, and pruned
+//! once outside the signature's tolerance) and provider jobs (which conversation and reply
+//! a provider's job id belongs to, reserved before the job is created).
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+impl Store {
+    /// Records a webhook delivery; `true` if it is new, `false` if it was seen before.
+    pub async fn record_webhook(
+        &self,
+        source: &str,
+        webhook_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT OR IGNORE INTO webhook_receipts (source, webhook_id, received_at) VALUES (?, ?, ?)",
+        )
+        .bind(source)
+        .bind(webhook_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Forgets webhook deliveries received before `before` (they are outside the signature's
+    /// timestamp tolerance, so a replay of them is refused anyway).
+    pub async fn prune_webhooks(&self, before: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM webhook_receipts WHERE received_at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Forgets one webhook delivery, so a retry of it is applied (used when it could not
+    /// be handed on and was answered with a 5xx).
+    pub async fn forget_webhook(&self, source: &str, webhook_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM webhook_receipts WHERE source = ? AND webhook_id = ?")
+            .bind(source)
+            .bind(webhook_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets the deliveries of `source` received before `before`.
+    pub async fn prune_webhooks_of(&self, source: &str, before: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM webhook_receipts WHERE source = ? AND received_at < ?")
+            .bind(source)
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Remembers which conversation and reply a provider's job belongs to.
+    pub async fn insert_job(
+        &self,
+        provider: &str,
+        job_id: &str,
+        conversation_id: &str,
+        reply_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO provider_jobs (provider, job_id, conversation_id, reply_id, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(provider)
+        .bind(job_id)
+        .bind(conversation_id)
+        .bind(reply_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives the job reserved for `reply_id` its provider-assigned id (see
+    /// `providers::Jobs::reserve`). `false` if no reservation exists for that reply.
+    pub async fn assign_job(
+        &self,
+        provider: &str,
+        reply_id: &str,
+        job_id: &str,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE provider_jobs SET job_id = ? WHERE provider = ? AND reply_id = ?")
+                .bind(job_id)
+                .bind(provider)
+                .bind(reply_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The `(conversation_id, reply_id)` a provider's job belongs to.
+    pub async fn find_job(
+        &self,
+        provider: &str,
+        job_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT conversation_id, reply_id FROM provider_jobs WHERE provider = ? AND job_id = ?",
+        )
+        .bind(provider)
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(Some((r.try_get(0)?, r.try_get(1)?))),
+            None => Ok(None),
+        }
+    }
+}
