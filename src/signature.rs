@@ -137,7 +137,8 @@ impl<'a> Signed<'a> {
             .filter(|s| !s.is_empty())
             .ok_or(VerifyError::Missing(HEADER_SIGNATURE))?;
         let ts: i64 = ts_text.parse().map_err(|_| VerifyError::BadTimestamp)?;
-        if (now - ts).abs() > TOLERANCE_SECS {
+        // `abs_diff`: a timestamp near `i64::MIN`/`MAX` must not overflow the subtraction.
+        if now.abs_diff(ts) > TOLERANCE_SECS.unsigned_abs() {
             return Err(VerifyError::Stale);
         }
         let candidates: Vec<Vec<u8>> = header
