@@ -69,3 +69,31 @@ async fn an_extreme_webhook_timestamp_is_refused_not_a_panic() {
         assert_eq!(status, 401, "timestamp {ts}: {answer}");
     }
 }
+
+/// Standard Webhooks: a message that is re-sent keeps its `webhook-id`, so the receiver
+/// can dedupe it. A retried submit must be recognisable as the same delivery.
+#[tokio::test]
+async fn a_retried_submit_keeps_its_webhook_id() {
+    let (app, fake) = setup().await;
+    let conv = app.create_with("nlp").await;
+    app.post_ok(&conv, "hello").await;
+    eventually("the retried submit", || {
+        fake.ids
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k == "job.submit")
+            .count()
+            >= 2
+    })
+    .await;
+    let ids: Vec<String> = fake
+        .ids
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k == "job.submit")
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert_eq!(ids[0], ids[1], "a retry is the same delivery");
+}

@@ -32,11 +32,22 @@ pub async fn post_signed(
     url: &str,
     body: Vec<u8>,
 ) -> Result<bytes::Bytes, PostError> {
-    let id = crate::ids::prefixed("msg_", 16);
+    post_signed_as(http, secret, url, &crate::ids::prefixed("msg_", 16), body).await
+}
+
+/// [`post_signed`] with a given `webhook-id` (a retry re-sends the same id, so the
+/// receiver can tell it is the same message).
+async fn post_signed_as(
+    http: &reqwest::Client,
+    secret: &Secret,
+    url: &str,
+    id: &str,
+    body: Vec<u8>,
+) -> Result<bytes::Bytes, PostError> {
     let mut req = http
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json");
-    for (name, value) in secret.headers(&id, now_secs(), &body) {
+    for (name, value) in secret.headers(id, now_secs(), &body) {
         req = req.header(name, value);
     }
     let resp = req.body(body).send().await.map_err(|e| PostError {
@@ -65,9 +76,11 @@ pub async fn post_signed_retrying(
     retries: u32,
     backoff: Duration,
 ) -> Result<bytes::Bytes, PostError> {
+    // One message, however many tries: Standard Webhooks keeps the id across re-sends.
+    let id = crate::ids::prefixed("msg_", 16);
     let mut attempt = 0;
     loop {
-        match post_signed(http, secret, url, body.clone()).await {
+        match post_signed_as(http, secret, url, &id, body.clone()).await {
             Err(e) if e.retryable && attempt < retries => {
                 tokio::time::sleep(backoff * 2u32.pow(attempt.min(8))).await;
                 attempt += 1;
