@@ -18,7 +18,7 @@ mod provider_background;
 mod provider_config;
 mod provider_openai;
 mod provider_webhook;
-mod review_bugs;
+mod signed_delivery;
 mod signing;
 mod streaming;
 mod supervision;

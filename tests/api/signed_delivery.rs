@@ -1,5 +1,6 @@
-//! Regression tests for bugs found in the review of the webhook, provider and simulator
-//! code: each drives the real server (or a fake NLP service it talks to) over HTTP.
+//! Standard Webhooks delivery details, both ways: a webhook with an extreme timestamp is
+//! refused (never a panic), and a signed message chatwire retries keeps its `webhook-id`
+//! so the receiver can dedupe it. Each drives the real server (or a fake NLP service).
 
 use std::sync::{Arc, Mutex};
 
