@@ -31,3 +31,15 @@ pub async fn spawn_app_with_fake(
     let entries = entries(addr);
     spawn_app_with(|c| c.providers.extend(entries)).await
 }
+
+/// A `webhook`-kind provider entry named `nlp` whose jobs go to the fake at `addr`
+/// (`POST /jobs`), signed with `secret`.
+pub fn nlp_entry(addr: SocketAddr, secret: &str) -> ProviderConfig {
+    ProviderConfig {
+        name: "nlp".into(),
+        kind: "webhook".into(),
+        url: Some(format!("http://{addr}/jobs")),
+        webhook_secret: Some(secret.into()),
+        ..Default::default()
+    }
+}

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::fakes::spawn_app_with_fake;
+use crate::fakes::{nlp_entry, spawn_app_with_fake};
 use crate::helpers::*;
 use crate::signing::*;
 
@@ -137,12 +137,8 @@ async fn setup() -> (TestApp, Arc<Fake>) {
         .with_state(fake.clone());
     let app = spawn_app_with_fake(router, |addr| {
         vec![chatwire::config::ProviderConfig {
-            name: "nlp".into(),
-            kind: "webhook".into(),
-            url: Some(format!("http://{addr}/jobs")),
-            webhook_secret: Some(SECRET.into()),
             system_prompt: Some("Be kind.".into()),
-            ..Default::default()
+            ..nlp_entry(addr, SECRET)
         }]
     })
     .await;

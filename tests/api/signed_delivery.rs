@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::json;
 
-use crate::fakes::spawn_app_with_fake;
+use crate::fakes::{nlp_entry, spawn_app_with_fake};
 use crate::helpers::*;
 use crate::signing::*;
 
@@ -45,16 +45,7 @@ async fn setup() -> (TestApp, Arc<Fake>) {
     let router = axum::Router::new()
         .route("/jobs", post(jobs))
         .with_state(fake.clone());
-    let app = spawn_app_with_fake(router, |addr| {
-        vec![chatwire::config::ProviderConfig {
-            name: "nlp".into(),
-            kind: "webhook".into(),
-            url: Some(format!("http://{addr}/jobs")),
-            webhook_secret: Some(SECRET.into()),
-            ..Default::default()
-        }]
-    })
-    .await;
+    let app = spawn_app_with_fake(router, |addr| vec![nlp_entry(addr, SECRET)]).await;
     (app, fake)
 }
 
