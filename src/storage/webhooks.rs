@@ -46,9 +46,13 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets the deliveries of `source` received before `before`.
+    /// Forgets the deliveries of route `source` (every sender on it: `source:NAME`)
+    /// received before `before`.
     pub async fn prune_webhooks_of(&self, source: &str, before: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM webhook_receipts WHERE source = ? AND received_at < ?")
+        let done = sqlx::query(
+            "DELETE FROM webhook_receipts WHERE (source = ?1 OR substr(source, 1, length(?1) + 1) = ?1 || ':') \
+             AND received_at < ?2",
+        )
             .bind(source)
             .bind(before)
             .execute(&self.pool)
@@ -114,5 +118,30 @@ impl Store {
             Some(r) => Ok(Some((r.try_get(0)?, r.try_get(1)?))),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn prunes_old_receipts_of_every_sender_on_a_route_only() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        for (source, id, at) in [
+            ("nlp:a", "1", 10),
+            ("nlp:b", "1", 10),
+            ("nlp:b", "2", 1000),
+            ("nlpx:c", "1", 10),
+            ("openai:o", "1", 10),
+        ] {
+            assert!(store.record_webhook(source, id, at).await.unwrap());
+        }
+        assert_eq!(store.prune_webhooks_of("nlp", 500).await.unwrap(), 2);
+        // Pruned: recorded again as new. Kept: still a duplicate.
+        assert!(store.record_webhook("nlp:a", "1", 2000).await.unwrap());
+        assert!(!store.record_webhook("nlp:b", "2", 2000).await.unwrap());
+        assert!(!store.record_webhook("nlpx:c", "1", 2000).await.unwrap());
+        assert!(!store.record_webhook("openai:o", "1", 2000).await.unwrap());
     }
 }

@@ -1,6 +1,7 @@
 //! Standard Webhooks delivery details, both ways: a webhook with an extreme timestamp is
 //! refused (never a panic), and a signed message chatwire retries keeps its `webhook-id`
-//! so the receiver can dedupe it. Each drives the real server (or a fake NLP service).
+//! so the receiver can dedupe it, and dedupe is per sender. Each drives the real server
+//! (or a fake NLP service).
 
 use std::sync::{Arc, Mutex};
 
@@ -88,4 +89,83 @@ async fn a_retried_submit_keeps_its_webhook_id() {
         .map(|(_, id)| id.clone())
         .collect();
     assert_eq!(ids[0], ids[1], "a retry is the same delivery");
+}
+
+/// Submitted jobs, in order: (job id, callback URL). Accepts jobs signed with either secret.
+#[derive(Default)]
+struct Recorder {
+    jobs: Mutex<Vec<(String, String)>>,
+}
+
+async fn record_jobs(
+    State(rec): State<Arc<Recorder>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    if !verify(SECRET, &headers, &body) && !verify(OTHER_SECRET, &headers, &body) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let msg: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    if msg["type"] == "job.submit" {
+        let job = msg["job_id"].as_str().unwrap().to_string();
+        let url = msg["callback_url"].as_str().unwrap().to_string();
+        rec.jobs.lock().unwrap().push((job, url));
+    }
+    StatusCode::ACCEPTED
+}
+
+/// Waits (bounded) until the recorder has seen `n` submits; returns the `n`-th.
+async fn nth_job(rec: &Recorder, n: usize) -> (String, String) {
+    for _ in 0..200 {
+        if let Some(j) = rec.jobs.lock().unwrap().get(n - 1) {
+            return j.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("submit {n} never arrived");
+}
+
+/// Dedupe is per sender: two NLP services (told apart by the secret that signs their
+/// callbacks) may use the same `webhook-id` strings without one's delivery being taken for
+/// a duplicate of the other's; a real redelivery from the same sender is still a duplicate.
+#[tokio::test]
+async fn two_services_may_reuse_a_webhook_id() {
+    let rec = Arc::new(Recorder::default());
+    let router = axum::Router::new()
+        .route("/jobs", post(record_jobs))
+        .with_state(rec.clone());
+    let app = spawn_app_with_fake(router, |addr| {
+        vec![
+            nlp_entry(addr, SECRET),
+            chatwire::config::ProviderConfig {
+                name: "nlp2".into(),
+                ..nlp_entry(addr, OTHER_SECRET)
+            },
+        ]
+    })
+    .await;
+    let a = app.create_with("nlp").await;
+    app.post_ok(&a, "hello").await;
+    let (job_a, url) = nth_job(&rec, 1).await;
+    let b = app.create_with("nlp2").await;
+    app.post_ok(&b, "hello").await;
+    let (job_b, _) = nth_job(&rec, 2).await;
+
+    let delta = |job: &str| json!({"type": "job.delta", "job_id": job, "seq": 1, "text": "hi"});
+    let first = Delivery::signed(SECRET, "msg_1", &delta(&job_a));
+    let (status, answer) = first.send(&app.http, &url).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
+    let (status, answer) = Delivery::signed(OTHER_SECRET, "msg_1", &delta(&job_b))
+        .send(&app.http, &url)
+        .await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("accepted")),
+        "another sender's msg_1 is not a duplicate"
+    );
+    let (status, answer) = first.send(&app.http, &url).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("duplicate"))
+    );
 }

@@ -92,7 +92,11 @@ async fn receive(
         Ok(None) => return Ok(answer("ignored")),
         Err(e) => return Err(AppError::BadRequest(e.0)),
     };
-    let source = route.source();
+    // Dedupe per sender (the entries sharing the secret that signed it): two NLP
+    // services may use the same `webhook-id` strings without colliding.
+    let sender = providers.first().map(String::as_str).unwrap_or_default();
+    let source = format!("{}:{sender}", route.source());
+    let source = source.as_str();
     if !state
         .store
         .record_webhook(source, webhook_id, crate::ids::now_ms())
