@@ -101,6 +101,16 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Forgets jobs created before `before`. A callback for a forgotten job is answered
+    /// `ignored`, exactly as a late callback for a reply that has ended.
+    pub async fn prune_jobs(&self, before: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM provider_jobs WHERE created_at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The `(conversation_id, reply_id)` a provider's job belongs to.
     pub async fn find_job(
         &self,
@@ -143,5 +153,25 @@ mod tests {
         assert!(!store.record_webhook("nlp:b", "2", 2000).await.unwrap());
         assert!(!store.record_webhook("nlpx:c", "1", 2000).await.unwrap());
         assert!(!store.record_webhook("openai:o", "1", 2000).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn prunes_old_jobs() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store
+            .create_conversation("c1", "h", "nlp", 0)
+            .await
+            .unwrap();
+        store
+            .insert_job("nlp", "old", "c1", "r1", 10)
+            .await
+            .unwrap();
+        store
+            .insert_job("nlp", "new", "c1", "r2", 1000)
+            .await
+            .unwrap();
+        assert_eq!(store.prune_jobs(500).await.unwrap(), 1);
+        assert_eq!(store.find_job("nlp", "old").await.unwrap(), None);
+        assert!(store.find_job("nlp", "new").await.unwrap().is_some());
     }
 }
