@@ -53,9 +53,13 @@ impl Drop for JobGuard {
 
 /// Starts `submit` on a tracked task. When the returned guard is dropped before the job
 /// finished upstream, `cancel(job_id)` is called on that task, bounded by `CANCEL_TIMEOUT`.
+/// `our_id` is the job's id when chatwire chose it before submitting: then a submit that
+/// failed is cancelled too (best effort), since the service may have taken the job and
+/// only its answer was lost.
 pub fn spawn_job<S, C, CF>(
     tracker: &TaskTracker,
     provider: String,
+    our_id: Option<String>,
     submit: S,
     cancel: C,
 ) -> (Submitted, JobGuard)
@@ -68,13 +72,19 @@ where
     let (end_tx, end_rx) = oneshot::channel::<bool>();
     tracker.spawn(async move {
         let result = submit.await;
-        let job_id = result.as_ref().ok().cloned();
+        let submitted_id = result.as_ref().ok().cloned();
         let _ = result_tx.send(result);
-        let Some(job_id) = job_id else { return };
-        // A vanished guard (a panic) counts as "cancel".
-        if !end_rx.await.unwrap_or(true) {
-            return;
-        }
+        let job_id = match (submitted_id, our_id) {
+            (Some(job_id), _) => {
+                // A vanished guard (a panic) counts as "cancel".
+                if !end_rx.await.unwrap_or(true) {
+                    return;
+                }
+                job_id
+            }
+            (None, Some(job_id)) => job_id,
+            (None, None) => return,
+        };
         match tokio::time::timeout(CANCEL_TIMEOUT, cancel(job_id.clone())).await {
             Ok(Ok(())) => tracing::info!(%provider, job = %job_id, "cancelled the job upstream"),
             Ok(Err(e)) => {
@@ -214,6 +224,7 @@ mod tests {
         let (submitted, guard) = spawn_job(
             tracker,
             "t".into(),
+            None,
             async { Ok("job_1".to_string()) },
             move |id| async move {
                 let _ = cancelled_tx.send(id);

@@ -93,6 +93,8 @@ async fn jobs(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
                 .await;
         }
         "retry-submit" if submits_of_job == 1 => return StatusCode::SERVICE_UNAVAILABLE,
+        // Takes the job but never manages to say so (every answer is an error).
+        "lost-answer" => return StatusCode::INTERNAL_SERVER_ERROR,
         _ => {
             let fake = fake.clone();
             tokio::spawn(async move {
@@ -270,6 +272,20 @@ async fn a_refused_submit_is_retried_as_the_same_job() {
     let submits = fake.of_type("job.submit");
     assert_eq!(submits.len(), 2);
     assert_eq!(submits[0]["job_id"], submits[1]["job_id"]);
+}
+
+#[tokio::test]
+async fn a_submit_that_failed_is_still_cancelled_upstream() {
+    // The service may have taken a job whose answer was lost: its id is chatwire's, so the
+    // failed reply cancels it anyway rather than leave it running.
+    let (app, fake) = setup().await;
+    let (conv, mut sse) = app.open_with("nlp").await;
+    app.post_ok(&conv, "lost-answer").await;
+    let end = sse.reply_end().await;
+    assert_eq!(end.kind(), "reply.failed");
+    eventually("the cancel", || !fake.of_type("job.cancel").is_empty()).await;
+    let submitted = fake.of_type("job.submit")[0]["job_id"].clone();
+    assert_eq!(fake.of_type("job.cancel")[0]["job_id"], submitted);
 }
 
 #[tokio::test]

@@ -178,8 +178,13 @@ impl Provider for OpenAiBackground {
                     .map_err(|e| e.to_string())
             }
         };
-        let (submitted, guard) =
-            spawn_job(self.jobs.tracker(), self.info.name.clone(), submit, cancel);
+        let (submitted, guard) = spawn_job(
+            self.jobs.tracker(),
+            self.info.name.clone(),
+            None,
+            submit,
+            cancel,
+        );
         let handler = Handler {
             client: self.client.clone(),
             base_url: self.base_url.clone(),

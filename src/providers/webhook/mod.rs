@@ -90,6 +90,7 @@ impl Provider for WebhookProvider {
 
     fn start(&self, request: ReplyRequest) -> Reply {
         let job_id = crate::ids::prefixed("job_", 16);
+        let our_id = job_id.clone();
         let owner = JobOwner {
             conversation_id: request.conversation_id,
             reply_id: request.reply_id,
@@ -143,6 +144,7 @@ impl Provider for WebhookProvider {
         let (submitted, guard) = spawn_job(
             self.jobs.tracker(),
             self.settings.info.name.clone(),
+            Some(our_id),
             submit,
             cancel,
         );
