@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use super::offline_script::{Script, script_for};
+use super::offline_script::{Script, Voice, script_for};
 use super::{Provider, ProviderContext, ProviderInfo, Reply, ReplyEvent, ReplyRequest};
 use crate::config::ProviderConfig;
 
@@ -54,7 +54,7 @@ impl Provider for Offline {
             .map(|t| t.text.as_str())
             .unwrap_or("");
         let run = Run {
-            script: script_for(last, request.history.len()),
+            script: script_for(last, request.history.len(), Voice::Offline),
             delay: self.delay,
             start: Instant::now(),
             sent: 0,

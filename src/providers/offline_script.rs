@@ -61,8 +61,39 @@ fn words(text: &str) -> Script {
     )
 }
 
+/// Who is speaking: the same script, but each says truthfully what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Voice {
+    /// The built-in offline provider (in process).
+    Offline,
+    /// The built-in simulated NLP service (every word a signed webhook).
+    Simulated,
+}
+
+impl Voice {
+    fn who(self) -> &'static str {
+        match self {
+            Voice::Offline => {
+                "I am the offline demo bot: I run inside chatwire with no network, so I answer \
+                 from a short script."
+            }
+            Voice::Simulated => {
+                "I am the simulated NLP service: I run beside chatwire, answer from a short \
+                 script, and send every word back to it as a signed webhook."
+            }
+        }
+    }
+
+    fn greeting(self) -> &'static str {
+        match self {
+            Voice::Offline => GREETING,
+            Voice::Simulated => SIMULATED_GREETING,
+        }
+    }
+}
+
 /// The bot's script for the user's latest message; `turns` counts the history so far.
-pub fn script_for(message: &str, turns: usize) -> Script {
+pub fn script_for(message: &str, turns: usize, voice: Voice) -> Script {
     let trimmed = message.trim();
     if let Some(rest) = trimmed.strip_prefix("/count") {
         return match rest.trim().parse::<u32>() {
@@ -105,12 +136,12 @@ pub fn script_for(message: &str, turns: usize) -> Script {
         "You are welcome! Ask me for a story if you want to try the Stop button.".to_string()
     } else if is_greeting(&lower) {
         if turns <= 1 {
-            GREETING.to_string()
+            voice.greeting().to_string()
         } else {
             "Hello again! What shall we try next? `help` lists a few ideas.".to_string()
         }
     } else {
-        echo(trimmed)
+        echo(trimmed, voice)
     };
     words(&text)
 }
@@ -129,7 +160,7 @@ fn is_greeting(lower: &str) -> bool {
 }
 
 /// An answer built from the user's own words, for anything the bot has no topic for.
-fn echo(message: &str) -> String {
+fn echo(message: &str, voice: Voice) -> String {
     let words: Vec<&str> = message.split_whitespace().collect();
     let quoted: String = if words.len() > 12 {
         format!("{} …", words[..12].join(" "))
@@ -144,17 +175,18 @@ fn echo(message: &str) -> String {
     if message.ends_with('?') {
         format!(
             "You asked: “{quoted}” That is a fair question, and a real language model would \
-             take it from here. I am the offline demo bot, so I cannot look things up, but I \
-             can tell you that your question has {} words and its longest is “{longest}”. \
-             Plug in an OpenAI-compatible provider (see docs/providers.md) for real answers, \
-             or ask me about webhooks, SSE or WebSockets.",
+             take it from here. {} I cannot look things up, but I can tell you that your \
+             question has {} words and its longest is “{longest}”. Plug in an \
+             OpenAI-compatible provider (see docs/providers.md) for real answers, or ask me \
+             about webhooks, SSE or WebSockets.",
+            voice.who(),
             words.len()
         )
     } else {
         format!(
-            "You wrote: “{quoted}” I am the offline demo bot: I run inside chatwire with no \
-             network, so I answer from a short script. I noticed “{longest}” — tell me more, \
-             ask for a story, or type `help` to see what I can show you."
+            "You wrote: “{quoted}” {} I noticed “{longest}” — tell me more, ask for a \
+             story, or type `help` to see what I can show you.",
+            voice.who()
         )
     }
 }
@@ -162,6 +194,11 @@ fn echo(message: &str) -> String {
 const GREETING: &str = "Hello! I am chatwire's offline demo bot. I stream this reply to you \
 word by word over Server-Sent Events, while a WebSocket carries typing and the Stop button. \
 Type `help` to see what you can try.";
+
+const SIMULATED_GREETING: &str = "Hello! I am chatwire's simulated NLP service. Every word \
+of this reply went to chatwire as a signed webhook (POST /webhooks/nlp), which it verified, \
+checked for duplicates and handed to this conversation's actor, which streams it to you over \
+Server-Sent Events. Type `help` to see what you can try.";
 
 const HELP: &str = "Here is what you can try:\n\n\
 • `tell me a story` — a long reply, so you can press Stop (or Escape) halfway.\n\
@@ -240,17 +277,32 @@ mod tests {
 
     #[test]
     fn counts_exactly() {
-        assert_eq!(text(script_for("/count 5", 1)), "1 2 3 4 5");
-        assert!(text(script_for("/count 0", 1)).contains("from 1 to 100000"));
-        assert!(text(script_for("/count 100001", 1)).contains("from 1 to 100000"));
-        assert_eq!(script_for("/count 100000", 1).count(), 100_000);
+        assert_eq!(text(script_for("/count 5", 1, Voice::Offline)), "1 2 3 4 5");
+        assert!(text(script_for("/count 0", 1, Voice::Offline)).contains("from 1 to 100000"));
+        assert!(text(script_for("/count 100001", 1, Voice::Offline)).contains("from 1 to 100000"));
+        assert_eq!(
+            script_for("/count 100000", 1, Voice::Offline).count(),
+            100_000
+        );
     }
 
     #[test]
     fn answers_topics_and_echoes_the_rest() {
-        assert!(text(script_for("Hello there", 1)).starts_with("Hello!"));
-        assert!(text(script_for("help", 1)).contains("/count"));
-        assert!(text(script_for("tell me a story", 1)).contains("Wren"));
-        assert!(text(script_for("why is the sky blue?", 1)).contains("why is the sky blue?"));
+        assert!(text(script_for("Hello there", 1, Voice::Offline)).starts_with("Hello!"));
+        assert!(text(script_for("help", 1, Voice::Offline)).contains("/count"));
+        assert!(text(script_for("tell me a story", 1, Voice::Offline)).contains("Wren"));
+        assert!(
+            text(script_for("why is the sky blue?", 1, Voice::Offline))
+                .contains("why is the sky blue?")
+        );
+    }
+
+    #[test]
+    fn each_voice_says_what_it_is() {
+        let sim = text(script_for("hi", 1, Voice::Simulated));
+        assert!(sim.contains("simulated NLP service") && sim.contains("signed webhook"));
+        assert!(text(script_for("hi", 1, Voice::Offline)).contains("offline demo bot"));
+        let echo = text(script_for("tomatoes", 3, Voice::Simulated));
+        assert!(echo.contains("simulated NLP service") && !echo.contains("offline"));
     }
 }

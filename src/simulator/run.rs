@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Sim;
-use crate::providers::offline_script::script_for;
+use crate::providers::offline_script::{Voice, script_for};
 use crate::providers::protocol::{Callback, JobRequest};
 
 /// Sends one callback; `false` if the job should stop: cancelled, refused, or answered
@@ -51,7 +51,7 @@ pub(super) async fn run(sim: &Sim, job: JobRequest, token: CancellationToken) {
         .find(|m| m.role == "user")
         .map(|m| m.text.as_str())
         .unwrap_or("");
-    let script = script_for(last, job.messages.len());
+    let script = script_for(last, job.messages.len(), Voice::Simulated);
     let start = Instant::now();
     let mut text = String::new();
     let mut seq = 0u64;

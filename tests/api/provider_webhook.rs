@@ -399,6 +399,24 @@ async fn rotated_signatures_are_accepted_and_big_bodies_refused() {
 }
 
 #[tokio::test]
+async fn the_simulated_service_says_what_it_is() {
+    let app = spawn_app_with(|c| {
+        c.providers
+            .push(chatwire::config::ProviderConfig::simulated());
+    })
+    .await;
+    let (sim, mut sse) = app.open_with("simulated").await;
+    app.post_ok(&sim, "hello").await;
+    let end = sse.reply_end().await;
+    assert_eq!(end.kind(), "reply.completed");
+    assert!(
+        end.field("text").contains("simulated NLP service")
+            && end.field("text").contains("signed webhook"),
+        "{end:?}"
+    );
+}
+
+#[tokio::test]
 async fn simulated_service_throughput() {
     let app = spawn_app_with(|c| {
         c.providers
