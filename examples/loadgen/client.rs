@@ -404,15 +404,20 @@ impl SseConn {
     }
 
     /// Is the stream still open? Reads whatever waits without blocking.
-    pub fn alive(&mut self) -> bool {
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.stream.try_read(&mut buf) {
-                Ok(0) => return false,
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(_) => return false,
-            }
+    pub fn alive(&self) -> bool {
+        still_open(&self.stream)
+    }
+}
+
+/// Is `stream` still open? Reads and drops whatever waits, without blocking.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.try_read(&mut buf) {
+            Ok(0) => return false,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
         }
     }
 }
@@ -462,16 +467,8 @@ impl WsConn {
     }
 
     /// Is the socket still open? Reads (and ignores) whatever frames wait.
-    pub fn alive(&mut self) -> bool {
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.stream.try_read(&mut buf) {
-                Ok(0) => return false,
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(_) => return false,
-            }
-        }
+    pub fn alive(&self) -> bool {
+        still_open(&self.stream)
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 
 use crate::client::{Ev, Http, SseConn, WsConn, open_sse, open_ws};
-use crate::procs::{Kind, ServerProc};
+use crate::procs::{Kind, Sample, ServerProc};
 use crate::stats::{Dist, Idle, Streaming, diff_ms, millis};
 
 /// Control-plane requests (create, post) in flight at once.
@@ -163,27 +163,18 @@ pub async fn idle_sse(server: &ServerProc, n: usize) -> io::Result<Idle> {
     settle().await;
     let before = server.sample()?;
     let t0 = Instant::now();
-    let mut conns: Vec<SseConn> = open_many(addr, reqs).await.into_iter().flatten().collect();
+    let conns: Vec<SseConn> = open_many(addr, reqs).await.into_iter().flatten().collect();
     let open_secs = t0.elapsed().as_secs_f64();
-    settle().await;
-    let after = server.sample()?;
-    let mut note = String::new();
-    if server.kind == Kind::Chatwire
-        && let Some(v) = chatwire_metric(addr, "chatwire_sse_streams_open").await
-    {
-        note = format!("server's chatwire_sse_streams_open = {v}");
-    }
-    let still_open = conns.iter_mut().map(|c| c.alive()).filter(|a| *a).count();
-    Ok(Idle {
-        wanted: n,
-        opened: conns.len(),
-        errors: n - conns.len() + (conns.len() - still_open),
-        still_open,
-        rss_delta_kb: after.rss_kb as i64 - before.rss_kb as i64,
-        setup_rss_kb: before.rss_kb as i64 - before_setup.rss_kb as i64,
+    let rss = (before_setup, before);
+    idle_figures(
+        server,
+        n,
+        rss,
         open_secs,
-        note,
-    })
+        "chatwire_sse_streams_open",
+        || (conns.len(), conns.iter().filter(|c| c.alive()).count()),
+    )
+    .await
 }
 
 /// Opens `n` idle WebSockets; for chatwire, one per conversation (if the route exists).
@@ -226,20 +217,44 @@ pub async fn idle_ws(server: &ServerProc, n: usize) -> io::Result<Idle> {
         .collect()
         .await;
     let open_secs = t0.elapsed().as_secs_f64();
-    let mut conns: Vec<WsConn> = opened.into_iter().flatten().collect();
+    let conns: Vec<WsConn> = opened.into_iter().flatten().collect();
+    let rss = (before_setup, before);
+    idle_figures(
+        server,
+        n,
+        rss,
+        open_secs,
+        "chatwire_websockets_open",
+        || (conns.len(), conns.iter().filter(|c| c.alive()).count()),
+    )
+    .await
+}
+
+/// The figures of an idle scenario once its connections are open: after a pause, the
+/// server's RSS growth, its own gauge `gauge` (chatwire), and `count()` = (opened, still
+/// open). `rss` = the samples before the setup and before the connections.
+async fn idle_figures(
+    server: &ServerProc,
+    n: usize,
+    rss: (Sample, Sample),
+    open_secs: f64,
+    gauge: &str,
+    count: impl FnOnce() -> (usize, usize),
+) -> io::Result<Idle> {
+    let (before_setup, before) = rss;
     settle().await;
     let after = server.sample()?;
     let mut note = String::new();
     if server.kind == Kind::Chatwire
-        && let Some(v) = chatwire_metric(addr, "chatwire_websockets_open").await
+        && let Some(v) = chatwire_metric(server.addr, gauge).await
     {
-        note = format!("server's chatwire_websockets_open = {v}");
+        note = format!("server's {gauge} = {v}");
     }
-    let still_open = conns.iter_mut().map(|c| c.alive()).filter(|a| *a).count();
+    let (opened, still_open) = count();
     Ok(Idle {
         wanted: n,
-        opened: conns.len(),
-        errors: n - conns.len() + (conns.len() - still_open),
+        opened,
+        errors: n - opened + (opened - still_open),
         still_open,
         rss_delta_kb: after.rss_kb as i64 - before.rss_kb as i64,
         setup_rss_kb: before.rss_kb as i64 - before_setup.rss_kb as i64,

@@ -170,17 +170,9 @@ async fn interrupt_with_nothing_running_is_a_harmless_no_op() {
                 .await;
         }
         a.send_json(json!({"type": "interrupt"})).await;
-        let resp = app
-            .http
-            .post(app.url(&format!("/api/conversations/{}/interrupt", conv.id)))
-            .bearer_auth(&conv.token)
-            .send()
-            .await
-            .expect("interrupt");
-        assert_eq!(resp.status(), 202);
         assert_eq!(
-            resp.json::<Value>().await.unwrap(),
-            json!({"reply_id": null})
+            app.interrupt_raw(&conv).await,
+            (202, json!({"reply_id": null}))
         );
         a.expect_quiet(Duration::from_millis(300)).await;
         b.expect_quiet(Duration::from_millis(10)).await;
