@@ -208,14 +208,7 @@ async fn an_interrupt_closes_the_upstream_request() {
     assert!(!fake.hang_closed.load(Ordering::SeqCst));
 
     assert_eq!(app.interrupt(&conv).await.as_deref(), Some(reply.as_str()));
-    let end = sse.events_until(is_reply_end).await;
-    assert_eq!(end.last().unwrap().kind(), "reply.interrupted");
-    assert_eq!(end.last().unwrap().field("text"), "Hello");
-    eventually("the fake to see its request closed", || {
-        fake.hang_closed.load(Ordering::SeqCst)
-    })
-    .await;
-    assert_eq!(app.last_message(&conv).await["status"], "interrupted");
+    interrupted_upstream(&app, &conv, &mut sse, &fake).await;
 }
 
 #[tokio::test]
@@ -232,6 +225,12 @@ async fn an_interrupt_over_the_websocket_closes_the_upstream_request() {
     ws.send_json(json!({"type": "interrupt"})).await;
     let frames = ws.until(|f| f["type"] == "interrupted").await;
     assert_eq!(frames.last().unwrap()["reply_id"], reply.as_str());
+    interrupted_upstream(&app, &conv, &mut sse, &fake).await;
+}
+
+/// After an interrupt of the "hang" reply: it ends `reply.interrupted` with the text
+/// delivered ("Hello"), the fake sees its request closed, and the history keeps it so.
+async fn interrupted_upstream(app: &TestApp, conv: &Conv, sse: &mut SseClient, fake: &Fake) {
     let end = sse.events_until(is_reply_end).await;
     assert_eq!(end.last().unwrap().kind(), "reply.interrupted");
     assert_eq!(end.last().unwrap().field("text"), "Hello");
@@ -239,8 +238,8 @@ async fn an_interrupt_over_the_websocket_closes_the_upstream_request() {
         fake.hang_closed.load(Ordering::SeqCst)
     })
     .await;
-    assert_eq!(app.last_message(&conv).await["status"], "interrupted");
-    assert_eq!(app.last_message(&conv).await["text"], "Hello");
+    assert_eq!(app.last_message(conv).await["status"], "interrupted");
+    assert_eq!(app.last_message(conv).await["text"], "Hello");
 }
 
 #[tokio::test]
