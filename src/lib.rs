@@ -5,6 +5,7 @@
 //! See ARCHITECTURE.md for the map of the code and the invariants that hold.
 
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod conversation;
 pub mod error;

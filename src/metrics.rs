@@ -234,7 +234,7 @@ impl Drop for OpenGuard {
 /// A histogram with fixed upper bounds (seconds); counts are kept per bucket and made
 /// cumulative only when rendered.
 #[derive(Debug)]
-struct Histogram {
+pub struct Histogram {
     bounds: Vec<f64>,
     /// One more than `bounds`: the last is `+Inf`.
     counts: Vec<AtomicU64>,
@@ -242,7 +242,7 @@ struct Histogram {
 }
 
 impl Histogram {
-    fn new(bounds: &[f64]) -> Self {
+    pub fn new(bounds: &[f64]) -> Self {
         Histogram {
             bounds: bounds.to_vec(),
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
@@ -250,7 +250,7 @@ impl Histogram {
         }
     }
 
-    fn observe(&self, took: Duration) {
+    pub fn observe(&self, took: Duration) {
         let secs = took.as_secs_f64();
         let i = self
             .bounds
@@ -262,7 +262,7 @@ impl Histogram {
         self.sum_nanos.fetch_add(nanos, Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
+    pub fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut total = 0;
         for (i, count) in self.counts.iter().enumerate() {

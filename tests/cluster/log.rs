@@ -1,0 +1,133 @@
+//! The append script: fenced by the lease, contiguous, never reusing an id, publishing
+//! exactly what it stores, trimming only below what the owner keeps.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chatwire::cluster::log::{self, Append};
+use chatwire::cluster::{AppendError, LogFrame, lease};
+
+use crate::redis_server::RedisServer;
+
+pub fn frame(id: u64) -> LogFrame {
+    LogFrame {
+        id,
+        sync: false,
+        bytes: Bytes::from(format!(
+            "id: {id}\nevent: reply.delta\ndata: {{\"n\":{id}}}\n\n"
+        )),
+    }
+}
+
+pub fn sync_frame(id: u64) -> LogFrame {
+    LogFrame {
+        sync: true,
+        bytes: Bytes::from(format!("id: {id}\nevent: sync\ndata: {{}}\n\n")),
+        ..frame(id)
+    }
+}
+
+#[tokio::test]
+async fn appends_are_contiguous_fenced_and_never_reuse_an_id() {
+    let server = RedisServer::start().await;
+    let r = server.client().await;
+    let ttl = Duration::from_secs(30);
+    let token = lease::acquire(&r, "c", "a", ttl).await.unwrap().unwrap();
+    let batch: Vec<_> = (1..=3).map(frame).collect();
+    let append = |prev, frames: &[LogFrame]| {
+        let (r, token, frames) = (r.clone(), token.clone(), frames.to_vec());
+        async move {
+            log::append(
+                &r,
+                "c",
+                Append {
+                    token: &token,
+                    prev,
+                    keep_from: 0,
+                    frames: &frames,
+                },
+            )
+            .await
+        }
+    };
+    append(Some(0), &batch).await.expect("first batch");
+    assert_eq!(log::top(&r, "c").await.unwrap(), 3);
+    // Not after the top: refused whole, nothing written.
+    assert_eq!(
+        append(Some(2), &[frame(4)]).await,
+        Err(AppendError::Gap { top: 3 })
+    );
+    assert_eq!(
+        append(Some(3), &[frame(3)]).await,
+        Err(AppendError::Gap { top: 3 })
+    );
+    assert_eq!(
+        append(None, &[frame(2)]).await,
+        Err(AppendError::Gap { top: 3 })
+    );
+    append(Some(3), &[frame(4), frame(5)]).await.unwrap();
+    let all = log::after(&r, "c", 0, 100).await.unwrap();
+    assert_eq!(all, (1..=5).map(frame).collect::<Vec<_>>());
+    assert_eq!(
+        log::after(&r, "c", 3, 100).await.unwrap(),
+        vec![frame(4), frame(5)]
+    );
+
+    // A new owner after a crash: any top, a sync first, above everything.
+    lease::release(&r, "c", &token).await.unwrap();
+    assert_eq!(append(Some(5), &[frame(6)]).await, Err(AppendError::Fenced));
+    let new = lease::acquire(&r, "c", "b", ttl).await.unwrap().unwrap();
+    log::append(
+        &r,
+        "c",
+        Append {
+            token: &new,
+            prev: None,
+            keep_from: 0,
+            frames: &[sync_frame(10_000), frame(10_001)],
+        },
+    )
+    .await
+    .unwrap();
+    // The old owner, even knowing the right top, stays fenced.
+    assert_eq!(
+        append(Some(10_001), &[frame(10_002)]).await,
+        Err(AppendError::Fenced)
+    );
+    let tail = log::after(&r, "c", 5, 100).await.unwrap();
+    assert_eq!(tail, vec![sync_frame(10_000), frame(10_001)]);
+}
+
+#[tokio::test]
+async fn trimming_keeps_everything_from_the_owners_mark() {
+    let server = RedisServer::start().await;
+    let r = server.client().await;
+    let token = lease::acquire(&r, "t", "a", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut prev = 0;
+    for start in (1..=3000).step_by(100) {
+        let frames: Vec<_> = (start..start + 100).map(frame).collect();
+        let keep_from = (start + 99).saturating_sub(999);
+        log::append(
+            &r,
+            "t",
+            Append {
+                token: &token,
+                prev: Some(prev),
+                keep_from,
+                frames: &frames,
+            },
+        )
+        .await
+        .unwrap();
+        prev = start + 99;
+    }
+    let kept = log::after(&r, "t", 0, 10_000).await.unwrap();
+    let first = kept.first().unwrap().id;
+    assert!(first <= 2001, "at least the last 1,000 kept, first {first}");
+    assert!(first > 1, "something was trimmed");
+    assert_eq!(kept.last().unwrap().id, 3000);
+    assert!(kept.windows(2).all(|w| w[1].id == w[0].id + 1));
+}

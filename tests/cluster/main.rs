@@ -1,0 +1,10 @@
+//! Cluster tests: a real `redis-server` (and, for the node scenarios, real chatwire nodes)
+//! started by the tests themselves on Unix sockets and loopback. Every wait is bounded.
+
+mod redis_server;
+
+mod bus;
+mod lease;
+mod log;
+mod relay;
+mod rpc;
