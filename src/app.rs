@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::{Cluster, sweeper};
 use crate::config::{self, Config, ConfigError};
 use crate::conversation::{Conversations, Registry};
 use crate::metrics::Metrics;
@@ -54,7 +55,12 @@ impl Server {
     /// Like [`Server::start`], with providers built in code besides the configured ones.
     pub async fn start_with(config: Config, extra: ExtraProviders) -> Result<Server, StartupError> {
         let store = Store::connect(&config.db).await?;
-        let abandoned = store.mark_abandoned_replies().await?;
+        // In a cluster, another node may be streaming those replies: the sweeper and the
+        // next owner deal with abandoned ones there.
+        let abandoned = match config.cluster {
+            None => store.mark_abandoned_replies().await?,
+            Some(_) => 0,
+        };
         if abandoned > 0 {
             tracing::warn!(
                 abandoned,
@@ -76,6 +82,23 @@ impl Server {
         };
         crate::web::spawn_pruner(store.clone(), &tracker, shutdown.clone());
         let metrics = Metrics::new();
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let options = crate::cluster::ClusterConfig {
+                    redis_url: c.redis_url.clone(),
+                    node_id: c.node_id.clone(),
+                    lease: c.lease,
+                };
+                match Cluster::start(&options, shutdown.clone()).await {
+                    Ok(started) => Some(started),
+                    Err(e) => {
+                        shutdown.cancel();
+                        return Err(e.into());
+                    }
+                }
+            }
+            None => None,
+        };
         let registry = Registry::new(
             store.clone(),
             providers.clone(),
@@ -84,11 +107,21 @@ impl Server {
             shutdown.clone(),
             tracker.clone(),
             metrics.clone(),
+            cluster.as_ref().map(|(c, _)| c.clone()),
         );
+        let conversations = match cluster {
+            Some((c, inbox)) => {
+                let conversations =
+                    Conversations::cluster(registry, c.clone(), inbox, shutdown.clone());
+                tracker.spawn(sweep(conversations.clone(), c, shutdown.clone()));
+                conversations
+            }
+            None => Conversations::local(registry),
+        };
         let state = AppState {
             limits: Arc::new(Limiters::new(&config.limits)),
             config: Arc::new(config),
-            conversations: Conversations::local(registry),
+            conversations,
             providers,
             store,
             shutdown,
@@ -109,6 +142,33 @@ impl Server {
     /// Waits until the server has stopped (after [`Server::shutdown`] or a signal).
     pub async fn wait(self) {
         let _ = self.task.await;
+    }
+}
+
+/// Cluster mode: every node looks, about once a second, for replies whose owner died (its
+/// lease lapsed with the reply running) and takes them over, so they end even when no
+/// client is connected. Only one node wins each lease.
+async fn sweep(conversations: Conversations, cluster: Cluster, shutdown: CancellationToken) {
+    let every = (cluster.lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let Ok(orphans) = sweeper::orphans(&cluster.redis, 16).await else {
+            continue;
+        };
+        for id in orphans {
+            match conversations.adopt(&id).await {
+                Ok(()) => tracing::info!(conversation = %id, "took over a reply whose owner died"),
+                Err(crate::conversation::ActorError::NotFound) => {
+                    let _ = sweeper::forget(&cluster.redis, &id).await;
+                }
+                Err(e) => tracing::debug!(conversation = %id, error = %e, "cannot take over yet"),
+            }
+        }
     }
 }
 

@@ -11,6 +11,8 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("storage: {0}")]
     Storage(#[from] StoreError),
+    #[error("redis (cluster mode): {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
 }

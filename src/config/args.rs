@@ -23,6 +23,19 @@ pub struct Args {
     #[arg(long, env = "CHATWIRE_DB", default_value = "sqlite://chatwire.db")]
     pub db: String,
 
+    /// Cluster mode: the Redis shared by every node (`redis://host:port`, or
+    /// `redis+unix:///path/to/redis.sock`). Needs a database every node shares.
+    #[arg(long, env = "CHATWIRE_REDIS_URL")]
+    pub redis: Option<String>,
+
+    /// This node's name in the cluster (default: the host name and a random suffix).
+    #[arg(long, env = "CHATWIRE_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// How long a conversation owned by a node that died stays unowned, in milliseconds.
+    #[arg(long, env = "CHATWIRE_LEASE_MS", default_value_t = 6000)]
+    pub lease_ms: u64,
+
     /// Pause between the offline provider's tokens, in milliseconds (0 = as fast as possible).
     #[arg(long, env = "CHATWIRE_OFFLINE_DELAY_MS", default_value_t = 30)]
     pub offline_delay_ms: u64,

@@ -30,6 +30,26 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Where NLP services send callbacks; `None`: `http://` + the bound address.
     pub public_url: Option<String>,
+    /// Cluster mode (`--redis`): `None` on a single node.
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// How this node joins a cluster.
+#[derive(Clone)]
+pub struct ClusterOptions {
+    pub redis_url: String,
+    pub node_id: String,
+    pub lease: Duration,
+}
+
+/// The host name (or `node`) and a random suffix: unique enough for a default node id.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    crate::ids::prefixed(&format!("{host}-"), 4)
 }
 
 impl std::fmt::Debug for Config {
@@ -45,6 +65,10 @@ impl std::fmt::Debug for Config {
             .field("keepalive", &self.keepalive)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("public_url", &self.public_url.as_deref().map(redact_url))
+            .field(
+                "redis",
+                &self.cluster.as_ref().map(|c| redact_url(&c.redis_url)),
+            )
             .finish()
     }
 }
@@ -150,7 +174,21 @@ impl Config {
             ws_ping: Duration::from_secs(args.ws_ping_secs.max(1)),
             ..Limits::default()
         };
+        if args.redis.is_some() && (args.db.contains(":memory:") || args.db.contains("mode=memory")) {
+            return Err(ConfigError::Invalid(
+                "--redis (cluster mode) needs a database every node shares, not an in-memory one".into(),
+            ));
+        }
+        if args.lease_ms < 300 {
+            return Err(ConfigError::Invalid("--lease-ms must be at least 300".into()));
+        }
+        let cluster = args.redis.map(|redis_url| ClusterOptions {
+            redis_url,
+            node_id: args.node_id.unwrap_or_else(default_node_id),
+            lease: Duration::from_millis(args.lease_ms),
+        });
         Ok(Config {
+            cluster,
             addr: args.addr,
             db: args.db,
             offline_delay: Duration::from_millis(args.offline_delay_ms),
@@ -182,6 +220,7 @@ impl Config {
             keepalive: Duration::from_secs(15),
             shutdown_timeout: Duration::from_secs(5),
             public_url: None,
+            cluster: None,
         }
     }
 }

@@ -29,8 +29,13 @@ use crate::storage::{Store, StoredConversation, StoredEvent};
 use publisher::Publisher;
 
 mod durability;
+mod owner;
 mod publisher;
 mod reply;
+mod takeover;
+
+pub(crate) use owner::OwnerStart;
+use owner::OwnerLink;
 
 /// How often (at most) the text of a streaming reply is stored while it grows.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -104,6 +109,10 @@ pub(crate) struct Actor {
     /// What the actor and its handles share (the `replying` flag, subscriber places).
     shared: Arc<Shared>,
     reply: Option<ActiveReply>,
+    /// Cluster mode: the lease, the shared log, presence for every node.
+    link: Option<OwnerLink>,
+    /// The lease was lost: stop at once and write nothing more.
+    lost: bool,
 }
 
 /// The next event of the reply in progress; pending forever when there is none.
@@ -132,6 +141,7 @@ impl Actor {
         provider: Arc<dyn Provider>,
         generation: u64,
         supervisor: Arc<dyn Supervisor>,
+        owner: Option<OwnerStart>,
     ) -> ConversationHandle {
         let id: Arc<str> = stored.id.into();
         let (tx, rx) = mpsc::channel(env.mailbox);
@@ -149,7 +159,8 @@ impl Actor {
             shared: shared.clone(),
             lease: Arc::new(()),
         };
-        let actor = Actor {
+        let floor = stored.event_id_floor.max(1);
+        let mut actor = Actor {
             id: id.clone(),
             provider,
             store: env.store.clone(),
@@ -172,7 +183,13 @@ impl Actor {
             },
             shared,
             reply: None,
+            link: owner.map(|o| OwnerLink::new(o, floor)),
+            lost: false,
         };
+        if actor.link.is_some() {
+            actor.events.keep_outbox();
+            actor.presence.keep_outbox();
+        }
         env.tracker.spawn(async move {
             let panic = AssertUnwindSafe(actor.run()).catch_unwind().await.err();
             let message = panic.map(|p| {
@@ -193,7 +210,13 @@ impl Actor {
         // Cold paths (start, commands, reservations, stop) are boxed: their futures hold
         // storage queries, and inline they would make every idle actor's task several KiB.
         // Reply events, the hot path, stay inline (their one storage write is boxed).
+        let cut = match self.link.as_ref().is_some_and(OwnerLink::needs_sync) {
+            true => Box::pin(self.take_over()).await,
+            false => Vec::new(),
+        };
         Box::pin(self.recover()).await;
+        self.end_cut_off(cut);
+        Box::pin(self.flush()).await;
         // One shutdown future for the whole loop: making a new one each turn (that is,
         // each token) takes the token's lock and joins and leaves its waiter list. It is
         // polled last, so only on turns where nothing else was ready (every poll of it
@@ -202,8 +225,12 @@ impl Actor {
         let shutdown = self.life.shutdown.clone().cancelled_owned();
         tokio::pin!(shutdown);
         loop {
+            if self.lost {
+                break;
+            }
             let typing_expiry = self.presence.next_expiry();
             let idle_at = self.life.last_active + self.life.idle_timeout;
+            let renew_at = self.link.as_ref().map(OwnerLink::renew_at);
             tokio::select! {
                 biased;
                 cmd = self.rx.recv() => match cmd {
@@ -230,10 +257,16 @@ impl Actor {
                     }
                     self.life.last_active = Instant::now();
                 }
+                _ = async { sleep_until(renew_at.unwrap_or(idle_at)).await }, if renew_at.is_some() => {
+                    Box::pin(self.renew()).await;
+                }
                 _ = &mut shutdown => break,
             }
             if self.events.reservation_due() {
                 Box::pin(self.reserve_event_ids()).await;
+            }
+            if self.link.is_some() {
+                self.flush().await;
             }
         }
         Box::pin(self.stop()).await;
@@ -281,6 +314,27 @@ impl Actor {
         Flow::Continue
     }
 
+    /// Cluster mode: this turn's frames to the shared log, its presence to every node.
+    async fn flush(&mut self) {
+        let frames = self.events.take_outbox();
+        let presence = self.presence.take_outbox();
+        let keep_from = self.events.keep_from();
+        if let Some(link) = self.link.as_mut()
+            && link.flush(&self.id, frames, presence, keep_from).await.is_err()
+        {
+            self.lost = true;
+        }
+    }
+
+    async fn renew(&mut self) {
+        let replying = self.reply.is_some();
+        if let Some(link) = self.link.as_mut()
+            && link.renew(&self.id, replying).await.is_err()
+        {
+            self.lost = true;
+        }
+    }
+
     fn snapshot(&self) -> Snapshot {
         Snapshot {
             id: self.id.to_string(),
@@ -294,6 +348,14 @@ impl Actor {
     /// the exact event-number floor are written, and every stream watching this
     /// conversation is ended.
     async fn stop(&mut self) {
+        if self.lost {
+            // Another node owns the conversation: drop the reply (cancelling upstream) and
+            // leave storage and the log to the new owner.
+            tracing::info!(conversation = %self.id, "lease lost; stopping without writes");
+            self.reply = None;
+            self.life.done.cancel();
+            return;
+        }
         self.interrupt(None).await;
         self.presence
             .expire(Instant::now() + Duration::from_secs(3600));
@@ -304,6 +366,12 @@ impl Actor {
             .await
         {
             tracing::warn!(conversation = %self.id, error = %e, "cannot store event-id floor");
+        }
+        if self.link.is_some() {
+            self.flush().await;
+            if let (false, Some(link)) = (self.lost, self.link.as_ref()) {
+                link.release(&self.id).await;
+            }
         }
         self.life.done.cancel();
     }

@@ -77,6 +77,24 @@ impl Event<'_> {
     }
 }
 
+/// The reply id and text of a `reply.delta` frame (for rebuilding a cut-off reply from a
+/// log of frames); `None` for any other frame.
+pub fn delta_of(frame: &[u8]) -> Option<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Delta {
+        reply_id: String,
+        text: String,
+    }
+    let text = std::str::from_utf8(frame).ok()?;
+    let mut lines = text.lines();
+    lines.next()?.strip_prefix("id: ")?;
+    if lines.next()? != "event: reply.delta" {
+        return None;
+    }
+    let d: Delta = serde_json::from_str(lines.next()?.strip_prefix("data: ")?).ok()?;
+    Some((d.reply_id, d.text))
+}
+
 /// One numbered event, ready to write to any SSE stream.
 #[derive(Debug, Clone)]
 pub struct Frame {

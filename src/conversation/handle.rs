@@ -35,6 +35,9 @@ pub enum ActorError {
     Full,
     #[error("storage: {0}")]
     Storage(String),
+    /// Cluster mode: Redis, or the node that owns the conversation, did not answer.
+    #[error("the conversation's owner is unreachable")]
+    Unavailable,
 }
 
 /// The ids of a posted message and of the reply it starts.
@@ -124,6 +127,19 @@ impl Drop for WatchSlot {
     }
 }
 
+/// Takes one of `max` subscriber places counted in `shared`.
+pub(crate) fn watch_slot(shared: &Arc<Shared>, max: usize) -> Option<WatchSlot> {
+    shared
+        .watchers
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()?;
+    Some(WatchSlot {
+        shared: shared.clone(),
+    })
+}
+
 /// A cheap, cloneable way to talk to one conversation actor.
 #[derive(Clone)]
 pub(crate) struct ConversationHandle {
@@ -191,15 +207,7 @@ impl ConversationHandle {
     /// Takes one of the conversation's `max` subscriber places (every SSE stream takes one),
     /// or `None` when all are taken.
     pub fn try_watch(&self, max: usize) -> Option<WatchSlot> {
-        self.shared
-            .watchers
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()?;
-        Some(WatchSlot {
-            shared: self.shared.clone(),
-        })
+        watch_slot(&self.shared, max)
     }
 
     async fn ask<T>(

@@ -8,9 +8,11 @@
 
 mod actor;
 pub mod events;
+mod feed;
 mod handle;
 pub mod presence;
 mod registry;
+mod remote;
 mod service;
 
 pub use handle::{ActorError, Posted, Snapshot, Subscription, WatchSlot};

@@ -69,6 +69,21 @@ impl PresenceFrame {
         }
     }
 
+    /// A frame received from the owner on another node: its text as is, and for a typing
+    /// frame the participant it is about.
+    pub fn from_json(json: &[u8]) -> Option<Self> {
+        #[derive(serde::Deserialize)]
+        struct About {
+            participant_id: Option<String>,
+        }
+        let text = std::str::from_utf8(json).ok()?;
+        let about: About = serde_json::from_str(text).ok()?;
+        Some(PresenceFrame {
+            from: about.participant_id.map(Into::into),
+            json: text.into(),
+        })
+    }
+
     pub fn interrupted(reply_id: &str) -> Self {
         PresenceFrame {
             from: None,
@@ -91,9 +106,22 @@ pub(crate) struct PresenceHub {
     bot: BotState,
     typists: Typists,
     live: broadcast::Sender<PresenceFrame>,
+    /// In cluster mode: frames announced this turn, for every node (`None` on one node).
+    outbox: Option<Vec<PresenceFrame>>,
 }
 
 impl PresenceHub {
+    /// Cluster mode: keep each turn's frames for the other nodes.
+    pub(crate) fn keep_outbox(&mut self) {
+        self.outbox = Some(Vec::new());
+    }
+
+    /// The frames announced since the last call (cluster mode).
+    pub(crate) fn take_outbox(&mut self) -> Vec<PresenceFrame> {
+        self.outbox.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+
     pub(crate) fn new() -> Self {
         // Presence is a trickle (typing, bot state); 16 slots keep idle conversations small.
         let (live, _) = broadcast::channel(16);
@@ -101,11 +129,15 @@ impl PresenceHub {
             bot: BotState::Idle,
             typists: Typists::default(),
             live,
+            outbox: None,
         }
     }
 
     /// Sends a frame to every session; nobody listening is fine.
-    pub(crate) fn announce(&self, frame: PresenceFrame) {
+    pub(crate) fn announce(&mut self, frame: PresenceFrame) {
+        if let Some(outbox) = self.outbox.as_mut() {
+            outbox.push(frame.clone());
+        }
         let _ = self.live.send(frame);
     }
 

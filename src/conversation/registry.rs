@@ -17,8 +17,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::actor::{Actor, ActorEnv, Supervisor};
+use super::actor::{Actor, ActorEnv, OwnerStart, Supervisor};
 use super::handle::{ActorError, Command, ConversationHandle};
+use crate::cluster::{Cluster, lease, log};
 use crate::config::Limits;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
@@ -36,6 +37,8 @@ pub enum CreateError {
     Full,
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("the cluster is unavailable")]
+    Unavailable,
     #[error("storage: {0}")]
     Storage(#[from] crate::storage::StoreError),
 }
@@ -68,6 +71,13 @@ struct Table {
     awake: usize,
 }
 
+/// Where a conversation's owner runs.
+pub(crate) enum Found {
+    Local(ConversationHandle),
+    /// Cluster mode: another node holds the lease.
+    Elsewhere { node: String, provider: String },
+}
+
 enum Install {
     Ready(ConversationHandle),
     /// The conversation's previous actor is still stopping: wait for it, then retry.
@@ -84,6 +94,8 @@ pub struct Registry {
     max_conversations: usize,
     generation: AtomicU64,
     me: Weak<Registry>,
+    /// Cluster mode: actors start only under a lease taken here.
+    cluster: Option<Cluster>,
 }
 
 impl Registry {
@@ -95,6 +107,7 @@ impl Registry {
         root: CancellationToken,
         tracker: TaskTracker,
         metrics: Arc<Metrics>,
+        cluster: Option<Cluster>,
     ) -> Arc<Self> {
         let env = ActorEnv {
             store,
@@ -113,6 +126,7 @@ impl Registry {
             max_conversations: limits.max_conversations,
             generation: AtomicU64::new(0),
             me: me.clone(),
+            cluster,
         })
     }
 
@@ -167,26 +181,44 @@ impl Registry {
             event_id_floor: 1,
             messages: Vec::new(),
         };
+        let owner = match &self.cluster {
+            Some(c) => Some(
+                take_lease(c, &stored.id)
+                    .await
+                    .map_err(|_| CreateError::Unavailable)?
+                    .ok_or(CreateError::Unavailable)?,
+            ),
+            None => None,
+        };
         // The row exists now: start it even if that goes a little over the bound.
-        match self.install(stored, Vec::new(), false) {
+        match self.install(stored, Vec::new(), false, owner) {
             Install::Ready(handle) => Ok((handle, token)),
             Install::Wait(_) | Install::Full => Err(CreateError::Full),
         }
     }
 
-    /// The running actor of conversation `id`, started from storage if needed.
-    pub async fn get(&self, id: &str) -> Result<ConversationHandle, ActorError> {
+    /// The running actor of conversation `id`, started from storage if needed (in cluster
+    /// mode: if no other node owns it).
+    pub(crate) async fn get(&self, id: &str) -> Result<Found, ActorError> {
         self.find(id, None).await
+    }
+
+    /// The actor of `id` if it runs here now (never starts one).
+    pub(crate) fn running(&self, id: &str) -> Option<ConversationHandle> {
+        match self.table().entries.get(id) {
+            Some(Entry::Live { handle, .. }) if handle.is_alive() => Some(handle.clone()),
+            _ => None,
+        }
     }
 
     /// Like [`Registry::get`], for a caller presenting `token`: a wrong token is
     /// `NotFound`, and is found out before any actor is started, so strangers cannot
     /// wake conversations (or push others out of memory).
-    pub async fn open(&self, id: &str, token: &str) -> Result<ConversationHandle, ActorError> {
+    pub(crate) async fn open(&self, id: &str, token: &str) -> Result<Found, ActorError> {
         self.find(id, Some(token)).await
     }
 
-    async fn find(&self, id: &str, token: Option<&str>) -> Result<ConversationHandle, ActorError> {
+    async fn find(&self, id: &str, token: Option<&str>) -> Result<Found, ActorError> {
         for _ in 0..4 {
             let previous = {
                 let mut table = self.table();
@@ -196,7 +228,7 @@ impl Registry {
                             return Err(ActorError::NotFound);
                         }
                         *last_used = Instant::now();
-                        return Ok(handle.clone());
+                        return Ok(Found::Local(handle.clone()));
                     }
                     // A panicked actor: its task is about to clean up after it.
                     Some(Entry::Live { handle, .. }) => Some(handle.cancel.clone()),
@@ -210,16 +242,35 @@ impl Registry {
             if self.env.shutdown.is_cancelled() {
                 return Err(ActorError::Gone);
             }
-            let stored = self
-                .env
-                .store
-                .load_conversation(id)
-                .await
-                .map_err(|e| ActorError::Storage(e.to_string()))?
-                .ok_or(ActorError::NotFound)?;
+            let mut stored = self.load(id).await?;
             if token.is_some_and(|t| !crate::ids::token_matches(t, &stored.token_hash)) {
                 return Err(ActorError::NotFound);
             }
+            // Cluster mode: the lease first, then the history (loaded again, so a message
+            // the previous owner committed before letting go is not missed).
+            let owner = match &self.cluster {
+                None => None,
+                Some(c) => match take_lease(c, id).await? {
+                    Some(owner) => {
+                        stored = self.load(id).await?;
+                        Some(owner)
+                    }
+                    None => match lease::holder(&c.redis, id).await {
+                        Ok(Some(node)) if node != *c.node_id => {
+                            return Ok(Found::Elsewhere {
+                                node,
+                                provider: stored.provider,
+                            });
+                        }
+                        // Just released, or ours from a predecessor stopping: try again.
+                        Ok(_) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                        Err(_) => return Err(ActorError::Unavailable),
+                    },
+                },
+            };
             let events = match self.env.store.load_events(id, self.env.replay_events).await {
                 Ok(events) => events,
                 Err(e) => {
@@ -228,13 +279,22 @@ impl Registry {
                     Vec::new()
                 }
             };
-            match self.install(stored, events, true) {
-                Install::Ready(handle) => return Ok(handle),
+            match self.install(stored, events, true, owner) {
+                Install::Ready(handle) => return Ok(Found::Local(handle)),
                 Install::Wait(done) => wait_done(&done).await?,
                 Install::Full => return Err(ActorError::Full),
             }
         }
         Err(ActorError::Busy)
+    }
+
+    async fn load(&self, id: &str) -> Result<StoredConversation, ActorError> {
+        self.env
+            .store
+            .load_conversation(id)
+            .await
+            .map_err(|e| ActorError::Storage(e.to_string()))?
+            .ok_or(ActorError::NotFound)
     }
 
     /// Puts idle actors to sleep until fewer than `max_conversations` are awake; `false`
@@ -288,6 +348,7 @@ impl Registry {
         stored: StoredConversation,
         events: Vec<StoredEvent>,
         strict: bool,
+        owner: Option<OwnerStart>,
     ) -> Install {
         let mut table = self.table();
         let replacing_live = match table.entries.get(stored.id.as_str()) {
@@ -311,7 +372,7 @@ impl Registry {
         if !self.make_room(&mut table) && strict {
             return Install::Full;
         }
-        let handle = self.spawn(stored, events);
+        let handle = self.spawn(stored, events, owner);
         table.awake += 1;
         table.entries.insert(
             handle.id.clone(),
@@ -324,7 +385,12 @@ impl Registry {
     }
 
     /// Starts a new actor for `stored`; it reports to a [`Watch`] of this registry.
-    fn spawn(&self, stored: StoredConversation, events: Vec<StoredEvent>) -> ConversationHandle {
+    fn spawn(
+        &self,
+        stored: StoredConversation,
+        events: Vec<StoredEvent>,
+        owner: Option<OwnerStart>,
+    ) -> ConversationHandle {
         let provider = self
             .providers
             .get(&stored.provider)
@@ -335,7 +401,7 @@ impl Registry {
             id: stored.id.as_str().into(),
             generation,
         });
-        Actor::spawn(&self.env, stored, events, provider, generation, watch)
+        Actor::spawn(&self.env, stored, events, provider, generation, watch, owner)
     }
 
     /// An actor's task ended: forget its entry (if it is still this generation's).
@@ -376,6 +442,23 @@ impl Supervisor for Watch {
             registry.forget(&self.id, self.generation);
         }
     }
+}
+
+/// Takes the lease of `id` for this node (`None`: someone holds it) and reads the log's top.
+async fn take_lease(c: &Cluster, id: &str) -> Result<Option<OwnerStart>, ActorError> {
+    let unavailable = |_| ActorError::Unavailable;
+    let Some(token) = lease::acquire(&c.redis, id, &c.node_id, c.lease)
+        .await
+        .map_err(unavailable)?
+    else {
+        return Ok(None);
+    };
+    let top = log::top(&c.redis, id).await.map_err(unavailable)?;
+    Ok(Some(OwnerStart {
+        cluster: c.clone(),
+        token,
+        top,
+    }))
 }
 
 /// Marks a live, idle entry as stopping and tells its actor to stop.

@@ -3,25 +3,40 @@
 //!
 //! Plain data crosses it: commands go in (post, interrupt, typing, a provider callback),
 //! numbered SSE frames and presence frames come out (a [`Subscription`], a [`Presence`]),
-//! answers are values ([`Posted`], [`Snapshot`], [`CallbackAck`]). Today every conversation
-//! is local: its owner is an actor of this process, reached through its handle. In cluster
-//! mode a conversation may be owned by another node; `Owner` then gains a remote variant
-//! that forwards the commands to the lease holder and feeds the same receivers from a
-//! relay of the conversation's log, and no route changes (see ARCHITECTURE.md, "The seam").
+//! answers are values ([`Posted`], [`Snapshot`], [`CallbackAck`]). On a single node every
+//! conversation is local: its owner is an actor of this process, reached through its
+//! handle. In cluster mode a `ConversationRef` names the conversation, not an actor: each
+//! command goes to whoever holds the lease now (this node's actor, or another node through
+//! `remote`), and frames and presence come from this node's feed of the shared log, so
+//! streams outlive an owner's handoff and no route changes.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::handle::{ActorError, ConversationHandle, Posted, Snapshot, Subscription, WatchSlot};
+use super::events::Event;
+use super::feed::{Feed, Feeds};
+use super::handle::{
+    ActorError, ConversationHandle, Posted, Snapshot, Subscription, WatchSlot, watch_slot,
+};
 use super::presence::Presence;
-use super::registry::{CreateError, Registry};
+use super::registry::{CreateError, Found, Registry};
+use super::remote::{self, Op, WireJoin};
+use crate::cluster::relay::Resume;
+use crate::cluster::rpc::Inbox;
+use crate::cluster::{Cluster, lease};
 use crate::providers::{Callback, CallbackAck};
 
 /// Every conversation this server can reach; cheap to clone.
 #[derive(Clone)]
 pub struct Conversations {
     local: Arc<Registry>,
+    cluster: Option<Arc<ClusterSide>>,
+}
+
+struct ClusterSide {
+    cluster: Cluster,
+    feeds: Feeds,
 }
 
 /// One conversation, wherever its owner runs.
@@ -34,12 +49,55 @@ pub struct ConversationRef {
 #[derive(Clone, Debug)]
 enum Owner {
     Local(ConversationHandle),
+    Cluster(Arc<Shared>),
+}
+
+/// A conversation in cluster mode: its id, this node's feed of it, and how to reach its
+/// owner.
+struct Shared {
+    id: Arc<str>,
+    provider: String,
+    feed: Arc<Feed>,
+    side: Arc<ClusterSide>,
+    local: Arc<Registry>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConversation").field("id", &self.id).finish()
+    }
+}
+
+/// Where a command goes right now.
+enum Target {
+    Local(ConversationHandle),
+    Remote(String),
 }
 
 impl Conversations {
     /// Conversations owned by actors of this process, found and started by `registry`.
     pub(crate) fn local(registry: Arc<Registry>) -> Self {
-        Conversations { local: registry }
+        Conversations {
+            local: registry,
+            cluster: None,
+        }
+    }
+
+    /// Cluster mode: `registry` starts actors only under a lease; commands for
+    /// conversations owned elsewhere are forwarded, and requests from other nodes (from
+    /// `inbox`) are answered by this node's actors until shutdown.
+    pub(crate) fn cluster(
+        registry: Arc<Registry>,
+        cluster: Cluster,
+        inbox: Inbox,
+        shutdown: CancellationToken,
+    ) -> Self {
+        tokio::spawn(remote::serve(registry.clone(), cluster.rpc.clone(), inbox));
+        let feeds = Feeds::new(cluster.relays.clone(), shutdown);
+        Conversations {
+            local: registry,
+            cluster: Some(Arc::new(ClusterSide { cluster, feeds })),
+        }
     }
 
     /// Creates a conversation with the named provider (or the default). Returns it and
@@ -49,18 +107,66 @@ impl Conversations {
         provider: Option<&str>,
     ) -> Result<(ConversationRef, String), CreateError> {
         let (handle, token) = self.local.create(provider).await?;
-        Ok((ConversationRef::local(handle), token))
+        match &self.cluster {
+            None => Ok((ConversationRef::local(handle), token)),
+            Some(side) => {
+                let provider = handle.provider().to_owned();
+                let conv = self
+                    .clustered(side, handle.id(), provider)
+                    .await
+                    .map_err(|_| CreateError::Unavailable)?;
+                Ok((conv, token))
+            }
+        }
     }
 
     /// Conversation `id` for a caller presenting `token`. A wrong token is `NotFound`,
     /// found out before anything is started, so strangers cannot wake conversations.
     pub async fn open(&self, id: &str, token: &str) -> Result<ConversationRef, ActorError> {
-        self.local.open(id, token).await.map(ConversationRef::local)
+        let found = self.local.open(id, token).await?;
+        self.wrap(id, found).await
     }
 
     /// Conversation `id` without a token: for webhook routes, whose callbacks are signed.
     pub async fn get(&self, id: &str) -> Result<ConversationRef, ActorError> {
-        self.local.get(id).await.map(ConversationRef::local)
+        let found = self.local.get(id).await?;
+        self.wrap(id, found).await
+    }
+
+    async fn wrap(&self, id: &str, found: Found) -> Result<ConversationRef, ActorError> {
+        match (found, &self.cluster) {
+            (Found::Local(handle), None) => Ok(ConversationRef::local(handle)),
+            (Found::Local(handle), Some(side)) => {
+                let provider = handle.provider().to_owned();
+                self.clustered(side, id, provider).await
+            }
+            (Found::Elsewhere { provider, .. }, Some(side)) => {
+                self.clustered(side, id, provider).await
+            }
+            (Found::Elsewhere { .. }, None) => Err(ActorError::Unavailable),
+        }
+    }
+
+    async fn clustered(
+        &self,
+        side: &Arc<ClusterSide>,
+        id: &str,
+        provider: String,
+    ) -> Result<ConversationRef, ActorError> {
+        let feed = side
+            .feeds
+            .get(id)
+            .await
+            .map_err(|_| ActorError::Unavailable)?;
+        Ok(ConversationRef {
+            owner: Owner::Cluster(Arc::new(Shared {
+                id: id.into(),
+                provider,
+                feed,
+                side: side.clone(),
+                local: self.local.clone(),
+            })),
+        })
     }
 
     /// Conversation actors of this process in memory (awake or finishing their last writes).
@@ -72,6 +178,111 @@ impl Conversations {
     pub fn awake_count(&self) -> usize {
         self.local.awake_count()
     }
+
+    /// Cluster mode: this node's Redis side (for `/healthz` and `/metrics`).
+    pub fn cluster_side(&self) -> Option<&Cluster> {
+        self.cluster.as_ref().map(|s| &s.cluster)
+    }
+
+    /// Cluster mode: takes conversation `id` over if nobody owns it (the sweeper's call for
+    /// a reply whose owner died). Starting its actor ends the cut-off reply.
+    pub async fn adopt(&self, id: &str) -> Result<(), ActorError> {
+        self.local.get(id).await.map(|_| ())
+    }
+}
+
+impl Shared {
+    async fn target(&self) -> Result<Target, ActorError> {
+        if let Some(h) = self.local.running(&self.id) {
+            return Ok(Target::Local(h));
+        }
+        let c = &self.side.cluster;
+        match lease::holder(&c.redis, &self.id).await {
+            Ok(Some(node)) if node != *c.node_id => return Ok(Target::Remote(node)),
+            Ok(_) => {}
+            Err(_) => return Err(ActorError::Unavailable),
+        }
+        // Nobody owns it: this node takes it (or finds who just did).
+        match self.local.get(&self.id).await? {
+            Found::Local(h) => Ok(Target::Local(h)),
+            Found::Elsewhere { node, .. } => Ok(Target::Remote(node)),
+        }
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, ActorError> {
+        match self.target().await? {
+            Target::Local(h) => h.snapshot().await,
+            Target::Remote(node) => remote::snapshot(&self.side.cluster.rpc, &node, &self.id).await,
+        }
+    }
+
+    /// Replay from the shared log (or a `sync` from the owner) plus this node's live feed.
+    async fn subscribe(&self, after: Option<u64>) -> Result<Subscription, ActorError> {
+        let live = self.feed.frames().ok_or(ActorError::Unavailable)?;
+        let Some(n) = after else {
+            return Ok(Subscription {
+                backlog: Vec::new(),
+                last_id: 0,
+                more: false,
+                live,
+            });
+        };
+        let resume = self
+            .side
+            .feeds
+            .relays()
+            .resume(&self.id, n)
+            .await
+            .map_err(|_| ActorError::Unavailable)?;
+        match resume {
+            Resume::Frames { frames, more } => Ok(Subscription {
+                last_id: frames.last().map_or(n, |f| f.id),
+                backlog: frames.into_iter().map(|f| f.bytes).collect(),
+                more,
+                live,
+            }),
+            Resume::NeedSync => {
+                let snap = self.snapshot().await?;
+                let last = snap.last_event_id;
+                let sync = Event::Sync {
+                    messages: &snap.messages,
+                    last_event_id: last,
+                }
+                .encode(last);
+                Ok(Subscription {
+                    backlog: vec![sync.bytes],
+                    last_id: last,
+                    more: false,
+                    live,
+                })
+            }
+        }
+    }
+
+    async fn join(&self) -> Result<Presence, ActorError> {
+        let live = self.feed.presence().ok_or(ActorError::Unavailable)?;
+        match self.target().await? {
+            Target::Local(h) => {
+                let p = h.join().await?;
+                Ok(Presence {
+                    bot: p.bot,
+                    typing: p.typing,
+                    live,
+                })
+            }
+            Target::Remote(node) => {
+                let op = Op::Join {
+                    id: self.id.to_string(),
+                };
+                let j: WireJoin = remote::call(&self.side.cluster.rpc, &node, &op).await?;
+                Ok(Presence {
+                    bot: remote::bot_state(&j.bot),
+                    typing: j.typing.into_iter().map(Into::into).collect(),
+                    live,
+                })
+            }
+        }
+    }
 }
 
 impl ConversationRef {
@@ -81,73 +292,138 @@ impl ConversationRef {
         }
     }
 
-    fn handle(&self) -> &ConversationHandle {
-        let Owner::Local(handle) = &self.owner;
-        handle
-    }
-
     pub fn id(&self) -> &str {
-        self.handle().id()
+        match &self.owner {
+            Owner::Local(h) => h.id(),
+            Owner::Cluster(c) => &c.id,
+        }
     }
 
     /// The id as a cheaply cloned key.
     pub fn shared_id(&self) -> Arc<str> {
-        self.handle().shared_id()
+        match &self.owner {
+            Owner::Local(h) => h.shared_id(),
+            Owner::Cluster(c) => c.id.clone(),
+        }
     }
 
     /// The name of the conversation's provider.
     pub fn provider(&self) -> &str {
-        self.handle().provider()
+        match &self.owner {
+            Owner::Local(h) => h.provider(),
+            Owner::Cluster(c) => &c.provider,
+        }
     }
 
     /// Takes one of the conversation's `max` subscriber places (every SSE stream and
-    /// WebSocket session takes one), or `None` when all are taken.
+    /// WebSocket session takes one), or `None` when all are taken. In cluster mode the
+    /// places are counted per node.
     pub fn try_watch(&self, max: usize) -> Option<WatchSlot> {
-        self.handle().try_watch(max)
+        match &self.owner {
+            Owner::Local(h) => h.try_watch(max),
+            Owner::Cluster(c) => watch_slot(&c.feed.shared, max),
+        }
     }
 
-    /// Cancelled when the owner stops (after its last frames) or the server shuts down.
+    /// Cancelled when the owner stops (after its last frames) or the server shuts down;
+    /// in cluster mode, when this node's feed of the conversation closes.
     pub fn ended(&self) -> CancellationToken {
-        self.handle().cancelled()
+        match &self.owner {
+            Owner::Local(h) => h.cancelled(),
+            Owner::Cluster(c) => c.feed.ended.clone(),
+        }
     }
 
     /// Posts a user message and starts the bot's reply (interrupting one in progress);
     /// answers once the message is stored.
     pub async fn post(&self, text: String) -> Result<Posted, ActorError> {
-        self.handle().post(text).await
+        match &self.owner {
+            Owner::Local(h) => h.post(text).await,
+            Owner::Cluster(c) => match c.target().await? {
+                Target::Local(h) => h.post(text).await,
+                Target::Remote(node) => remote::post(&c.side.cluster.rpc, &node, &c.id, text).await,
+            },
+        }
     }
 
     /// Interrupts the reply in progress: its id, or `None` if nothing was running.
     pub async fn interrupt(&self) -> Result<Option<String>, ActorError> {
-        self.handle().interrupt().await
+        match &self.owner {
+            Owner::Local(h) => h.interrupt().await,
+            Owner::Cluster(c) => match c.target().await? {
+                Target::Local(h) => h.interrupt().await,
+                Target::Remote(node) => {
+                    let op = Op::Interrupt { id: c.id.to_string() };
+                    remote::call(&c.side.cluster.rpc, &node, &op).await
+                }
+            },
+        }
     }
 
     /// A participant typing or not; dropped when the owner is busy (presence only).
     pub fn typing(&self, participant: Arc<str>, active: bool) {
-        self.handle().typing(participant, active)
+        match &self.owner {
+            Owner::Local(h) => h.typing(participant, active),
+            Owner::Cluster(c) => {
+                let c = c.clone();
+                // Presence: a short task per report (the session throttles them), and a
+                // failure is dropped like a full mailbox's.
+                tokio::spawn(async move {
+                    match c.target().await {
+                        Ok(Target::Local(h)) => h.typing(participant, active),
+                        Ok(Target::Remote(node)) => {
+                            let op = Op::Typing {
+                                id: c.id.to_string(),
+                                participant: participant.to_string(),
+                                active,
+                            };
+                            let _: Result<(), _> = remote::call(&c.side.cluster.rpc, &node, &op).await;
+                        }
+                        Err(_) => {}
+                    }
+                });
+            }
+        }
     }
 
     /// The presence feed (typing, bot state, interrupts) and the state now.
     pub async fn join(&self) -> Result<Presence, ActorError> {
-        self.handle().join().await
+        match &self.owner {
+            Owner::Local(h) => h.join().await,
+            Owner::Cluster(c) => c.join().await,
+        }
     }
 
     /// The numbered frames after event `after` (or live only when `None`), then live ones.
     pub async fn subscribe(&self, after: Option<u64>) -> Result<Subscription, ActorError> {
-        self.handle().subscribe(after).await
+        match &self.owner {
+            Owner::Local(h) => h.subscribe(after).await,
+            Owner::Cluster(c) => c.subscribe(after).await,
+        }
     }
 
     /// The conversation as `GET` and the page show it.
     pub async fn snapshot(&self) -> Result<Snapshot, ActorError> {
-        self.handle().snapshot().await
+        match &self.owner {
+            Owner::Local(h) => h.snapshot().await,
+            Owner::Cluster(c) => c.snapshot().await,
+        }
     }
 
-    /// A verified provider callback for reply `reply_id`.
+    /// A verified provider callback for reply `reply_id`. In cluster mode only the owning
+    /// node applies it; forwarding callbacks between nodes is not built yet (a callback
+    /// reaching another node is answered 503, and the provider delivers it again).
     pub async fn callback(
         &self,
         reply_id: String,
         callback: Callback,
     ) -> Result<CallbackAck, ActorError> {
-        self.handle().provider_callback(reply_id, callback).await
+        match &self.owner {
+            Owner::Local(h) => h.provider_callback(reply_id, callback).await,
+            Owner::Cluster(c) => match c.target().await? {
+                Target::Local(h) => h.provider_callback(reply_id, callback).await,
+                Target::Remote(_) => Err(ActorError::Unavailable),
+            },
+        }
     }
 }

@@ -62,6 +62,7 @@ pub(super) async fn create_conversation(
             }
             CreateError::Full => AppError::Overloaded,
             CreateError::ShuttingDown => AppError::ShuttingDown,
+            CreateError::Unavailable => AppError::Busy,
             CreateError::Storage(e) => e.into(),
         })
 }

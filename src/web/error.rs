@@ -100,7 +100,7 @@ impl From<crate::conversation::ActorError> for AppError {
     fn from(e: crate::conversation::ActorError) -> Self {
         use crate::conversation::ActorError;
         match e {
-            ActorError::Busy => AppError::Busy,
+            ActorError::Busy | ActorError::Unavailable => AppError::Busy,
             ActorError::Gone => AppError::ShuttingDown,
             ActorError::NotFound => AppError::NotFound,
             ActorError::Full => AppError::Overloaded,

@@ -10,7 +10,10 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.conversations.live_count());
+    let mut body = state.metrics.render(state.conversations.live_count());
+    if let Some(cluster) = state.conversations.cluster_side() {
+        cluster.metrics.render(&mut body);
+    }
     let mut resp = body.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -181,13 +181,20 @@ async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError
         return Err(AppError::ShuttingDown);
     }
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping());
-    match ping.await {
+    let ping = match ping.await {
         Ok(Ok(())) => Ok("ok\n"),
         Ok(Err(e)) => Err(AppError::Unavailable(format!("storage: {e}"))),
         Err(_) => Err(AppError::Unavailable(
             "storage: no answer within 2 s".into(),
         )),
+    }?;
+    if let Some(cluster) = state.conversations.cluster_side() {
+        let redis = tokio::time::timeout(std::time::Duration::from_secs(2), cluster.redis.ping());
+        if !matches!(redis.await, Ok(Ok(()))) {
+            return Err(AppError::Unavailable("redis: unreachable".into()));
+        }
     }
+    Ok(ping)
 }
 
 async fn not_found() -> AppError {

@@ -32,6 +32,11 @@ pub(super) struct Publisher {
     replay_events: usize,
     /// Only this sender exists: it closes, ending every SSE stream, when the actor stops.
     live: broadcast::Sender<Frame>,
+    /// In cluster mode: frames published this turn, for the owner's log (with whether each
+    /// is a `sync`); `None` on a single node.
+    outbox: Option<Vec<(Frame, bool)>>,
+    /// The first event of the reply in progress (kept whole in every log).
+    pinned_from: Option<u64>,
 }
 
 /// Frames of the replay window that storage does not have yet (see [`Publisher::unsaved`]).
@@ -67,7 +72,26 @@ impl Publisher {
             stored_upto,
             replay_events,
             live,
+            outbox: None,
+            pinned_from: None,
         }
+    }
+
+    /// Cluster mode: keep each turn's frames for the log (see [`Publisher::take_outbox`]).
+    pub(super) fn keep_outbox(&mut self) {
+        self.outbox = Some(Vec::new());
+    }
+
+    /// The frames published since the last call (cluster mode), oldest first.
+    pub(super) fn take_outbox(&mut self) -> Vec<(Frame, bool)> {
+        self.outbox.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Events below this may leave the shared log: the last `replay_events` (at least
+    /// 1,000) and the whole reply in progress stay.
+    pub(super) fn keep_from(&self) -> u64 {
+        let window = (self.last_id() + 1).saturating_sub(self.replay_events.max(1000) as u64);
+        self.pinned_from.map_or(window, |p| p.min(window))
     }
 
     /// Numbers, encodes and publishes one event: the only place event numbers are given.
@@ -75,6 +99,9 @@ impl Publisher {
         let id = self.next_id;
         self.next_id += 1;
         let frame = event.encode(id);
+        if let Some(outbox) = self.outbox.as_mut() {
+            outbox.push((frame.clone(), matches!(event, Event::Sync { .. })));
+        }
         self.log.push(frame.clone());
         // No receivers is fine: the log keeps the event for whoever comes later.
         let _ = self.live.send(frame);
@@ -101,10 +128,12 @@ impl Publisher {
 
     /// Keeps every frame from `id` on in the log (the reply in progress) until `unpin`.
     pub(super) fn pin_from(&mut self, id: u64) {
+        self.pinned_from = Some(id);
         self.log.pin_from(id);
     }
 
     pub(super) fn unpin(&mut self) {
+        self.pinned_from = None;
         self.log.unpin();
     }
 

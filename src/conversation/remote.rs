@@ -1,0 +1,234 @@
+//! Commands for a conversation owned by another node: encoded here, carried by
+//! `cluster::rpc`, run there by the owner's local actor, answered as the same values a
+//! local call returns. The calling node has checked the caller's credential already.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::handle::{ActorError, Posted, Snapshot};
+use super::presence::BotState;
+use super::registry::Registry;
+use crate::chat::Message;
+use crate::cluster::rpc::{Inbox, Request, Rpc};
+use crate::cluster::ClusterError;
+
+/// How long a forwarded command may take before the caller answers 503.
+pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum Op {
+    Post { id: String, text: String },
+    Interrupt { id: String },
+    Typing { id: String, participant: String, active: bool },
+    Snapshot { id: String },
+    Join { id: String },
+}
+
+impl Op {
+    fn conversation(&self) -> &str {
+        match self {
+            Op::Post { id, .. }
+            | Op::Interrupt { id }
+            | Op::Typing { id, .. }
+            | Op::Snapshot { id }
+            | Op::Join { id } => id,
+        }
+    }
+}
+
+/// A message as it crosses between nodes (the API shape's timestamp is text).
+#[derive(Serialize, Deserialize)]
+struct WireMessage {
+    id: String,
+    role: String,
+    text: String,
+    status: String,
+    error: Option<String>,
+    created_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireSnapshot {
+    id: String,
+    provider: String,
+    messages: Vec<WireMessage>,
+    last_event_id: u64,
+}
+
+impl From<Snapshot> for WireSnapshot {
+    fn from(s: Snapshot) -> Self {
+        WireSnapshot {
+            id: s.id,
+            provider: s.provider,
+            messages: s
+                .messages
+                .into_iter()
+                .map(|m| WireMessage {
+                    id: m.id,
+                    role: m.role.as_str().into(),
+                    text: m.text,
+                    status: m.status.as_str().into(),
+                    error: m.error,
+                    created_at: m.created_at,
+                })
+                .collect(),
+            last_event_id: s.last_event_id,
+        }
+    }
+}
+
+impl WireSnapshot {
+    fn into_snapshot(self) -> Result<Snapshot, ActorError> {
+        let bad = |e: String| ActorError::Storage(e);
+        let messages = self
+            .messages
+            .into_iter()
+            .map(|m| {
+                Ok(Message {
+                    id: m.id,
+                    role: m.role.parse().map_err(bad)?,
+                    text: m.text,
+                    status: m.status.parse().map_err(bad)?,
+                    error: m.error,
+                    created_at: m.created_at,
+                })
+            })
+            .collect::<Result<_, ActorError>>()?;
+        Ok(Snapshot {
+            id: self.id,
+            provider: self.provider,
+            messages,
+            last_event_id: self.last_event_id,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WirePosted {
+    message_id: String,
+    reply_id: String,
+}
+
+/// The owner's presence state, for a session joining on another node.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireJoin {
+    pub(crate) bot: String,
+    pub(crate) typing: Vec<String>,
+}
+
+pub(crate) fn bot_state(s: &str) -> BotState {
+    match s {
+        "thinking" => BotState::Thinking,
+        "streaming" => BotState::Streaming,
+        _ => BotState::Idle,
+    }
+}
+
+fn bot_name(b: BotState) -> &'static str {
+    match b {
+        BotState::Idle => "idle",
+        BotState::Thinking => "thinking",
+        BotState::Streaming => "streaming",
+    }
+}
+
+fn error_code(e: &ActorError) -> &'static str {
+    match e {
+        ActorError::Busy => "busy",
+        ActorError::Gone => "gone",
+        ActorError::NotFound => "not_found",
+        ActorError::Full => "full",
+        ActorError::Storage(_) => "storage",
+        ActorError::Unavailable => "unavailable",
+    }
+}
+
+fn from_remote(e: ClusterError) -> ActorError {
+    match e {
+        ClusterError::Remote(code) => match code.as_str() {
+            "not_found" => ActorError::NotFound,
+            "full" => ActorError::Full,
+            "busy" => ActorError::Busy,
+            // "gone", "not_owner", …: the owner moved or is stopping; the client retries.
+            _ => ActorError::Unavailable,
+        },
+        _ => ActorError::Unavailable,
+    }
+}
+
+/// Sends `op` to `node` and decodes its answer.
+pub(crate) async fn call<T: for<'de> Deserialize<'de>>(
+    rpc: &Rpc,
+    node: &str,
+    op: &Op,
+) -> Result<T, ActorError> {
+    let body = serde_json::to_vec(op).map_err(|e| ActorError::Storage(e.to_string()))?;
+    let answer = rpc.call(node, &body, FORWARD_TIMEOUT).await.map_err(from_remote)?;
+    serde_json::from_slice(&answer).map_err(|e| ActorError::Storage(e.to_string()))
+}
+
+pub(crate) async fn post(rpc: &Rpc, node: &str, id: &str, text: String) -> Result<Posted, ActorError> {
+    let p: WirePosted = call(rpc, node, &Op::Post { id: id.into(), text }).await?;
+    Ok(Posted {
+        message_id: p.message_id,
+        reply_id: p.reply_id,
+    })
+}
+
+pub(crate) async fn snapshot(rpc: &Rpc, node: &str, id: &str) -> Result<Snapshot, ActorError> {
+    let s: WireSnapshot = call(rpc, node, &Op::Snapshot { id: id.into() }).await?;
+    s.into_snapshot()
+}
+
+/// Answers the requests other nodes send this one, each on its own short task, until the
+/// inbox closes (at shutdown). Only a conversation whose actor runs here is served.
+pub(crate) async fn serve(registry: Arc<Registry>, rpc: Rpc, mut inbox: Inbox) {
+    while let Some(request) = inbox.recv().await {
+        let (registry, rpc) = (registry.clone(), rpc.clone());
+        tokio::spawn(async move {
+            let answer = answer(&registry, &request).await;
+            match answer {
+                Ok(body) => rpc.answer(&request, Ok(&body)).await,
+                Err(code) => rpc.answer(&request, Err(code)).await,
+            }
+        });
+    }
+}
+
+async fn answer(registry: &Registry, request: &Request) -> Result<Vec<u8>, &'static str> {
+    let op: Op = serde_json::from_slice(&request.body).map_err(|_| "bad_request")?;
+    let handle = registry.running(op.conversation()).ok_or("not_owner")?;
+    let body = match op {
+        Op::Post { text, .. } => {
+            let p = handle.post(text).await.map_err(|e| error_code(&e))?;
+            serde_json::to_vec(&WirePosted {
+                message_id: p.message_id,
+                reply_id: p.reply_id,
+            })
+        }
+        Op::Interrupt { .. } => serde_json::to_vec(&handle.interrupt().await.map_err(|e| error_code(&e))?),
+        Op::Typing {
+            participant,
+            active,
+            ..
+        } => {
+            handle.typing(participant.into(), active);
+            serde_json::to_vec(&())
+        }
+        Op::Snapshot { .. } => {
+            let s = handle.snapshot().await.map_err(|e| error_code(&e))?;
+            serde_json::to_vec(&WireSnapshot::from(s))
+        }
+        Op::Join { .. } => {
+            let p = handle.join().await.map_err(|e| error_code(&e))?;
+            serde_json::to_vec(&WireJoin {
+                bot: bot_name(p.bot).into(),
+                typing: p.typing.iter().map(|t| t.to_string()).collect(),
+            })
+        }
+    };
+    body.map_err(|_| "internal")
+}
