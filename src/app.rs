@@ -107,10 +107,10 @@ impl Server {
             shutdown.clone(),
             tracker.clone(),
             metrics.clone(),
-            cluster.as_ref().map(|(c, _)| c.clone()),
         );
         let conversations = match cluster {
             Some((c, inbox)) => {
+                registry.join_cluster(c.clone());
                 let conversations =
                     Conversations::cluster(registry, c.clone(), inbox, shutdown.clone());
                 tracker.spawn(sweep(conversations.clone(), c, shutdown.clone()));

@@ -174,13 +174,17 @@ impl Config {
             ws_ping: Duration::from_secs(args.ws_ping_secs.max(1)),
             ..Limits::default()
         };
-        if args.redis.is_some() && (args.db.contains(":memory:") || args.db.contains("mode=memory")) {
+        if args.redis.is_some() && (args.db.contains(":memory:") || args.db.contains("mode=memory"))
+        {
             return Err(ConfigError::Invalid(
-                "--redis (cluster mode) needs a database every node shares, not an in-memory one".into(),
+                "--redis (cluster mode) needs a database every node shares, not an in-memory one"
+                    .into(),
             ));
         }
         if args.lease_ms < 300 {
-            return Err(ConfigError::Invalid("--lease-ms must be at least 300".into()));
+            return Err(ConfigError::Invalid(
+                "--lease-ms must be at least 300".into(),
+            ));
         }
         let cluster = args.redis.map(|redis_url| ClusterOptions {
             redis_url,

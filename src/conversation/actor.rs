@@ -34,8 +34,8 @@ mod publisher;
 mod reply;
 mod takeover;
 
-pub(crate) use owner::OwnerStart;
 use owner::OwnerLink;
+pub(crate) use owner::OwnerStart;
 
 /// How often (at most) the text of a streaming reply is stored while it grows.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -265,8 +265,12 @@ impl Actor {
             if self.events.reservation_due() {
                 Box::pin(self.reserve_event_ids()).await;
             }
-            if self.link.is_some() {
+            if let Some(link) = self.link.as_ref() {
+                let changed = link.replying_changed(self.reply.is_some());
                 self.flush().await;
+                if changed && !self.lost {
+                    Box::pin(self.renew()).await;
+                }
             }
         }
         Box::pin(self.stop()).await;
@@ -320,7 +324,10 @@ impl Actor {
         let presence = self.presence.take_outbox();
         let keep_from = self.events.keep_from();
         if let Some(link) = self.link.as_mut()
-            && link.flush(&self.id, frames, presence, keep_from).await.is_err()
+            && link
+                .flush(&self.id, frames, presence, keep_from)
+                .await
+                .is_err()
         {
             self.lost = true;
         }

@@ -121,7 +121,6 @@ impl PresenceHub {
         self.outbox.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
-
     pub(crate) fn new() -> Self {
         // Presence is a trickle (typing, bot state); 16 slots keep idle conversations small.
         let (live, _) = broadcast::channel(16);

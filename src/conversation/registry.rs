@@ -75,7 +75,10 @@ struct Table {
 pub(crate) enum Found {
     Local(ConversationHandle),
     /// Cluster mode: another node holds the lease.
-    Elsewhere { node: String, provider: String },
+    Elsewhere {
+        node: String,
+        provider: String,
+    },
 }
 
 enum Install {
@@ -94,8 +97,8 @@ pub struct Registry {
     max_conversations: usize,
     generation: AtomicU64,
     me: Weak<Registry>,
-    /// Cluster mode: actors start only under a lease taken here.
-    cluster: Option<Cluster>,
+    /// Cluster mode: actors start only under a lease taken here (set once, at start-up).
+    cluster: std::sync::OnceLock<Cluster>,
 }
 
 impl Registry {
@@ -107,7 +110,6 @@ impl Registry {
         root: CancellationToken,
         tracker: TaskTracker,
         metrics: Arc<Metrics>,
-        cluster: Option<Cluster>,
     ) -> Arc<Self> {
         let env = ActorEnv {
             store,
@@ -126,8 +128,13 @@ impl Registry {
             max_conversations: limits.max_conversations,
             generation: AtomicU64::new(0),
             me: me.clone(),
-            cluster,
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Cluster mode, from now on: actors start only under this node's lease.
+    pub(crate) fn join_cluster(&self, cluster: Cluster) {
+        let _ = self.cluster.set(cluster);
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -181,7 +188,7 @@ impl Registry {
             event_id_floor: 1,
             messages: Vec::new(),
         };
-        let owner = match &self.cluster {
+        let owner = match self.cluster.get() {
             Some(c) => Some(
                 take_lease(c, &stored.id)
                     .await
@@ -248,7 +255,7 @@ impl Registry {
             }
             // Cluster mode: the lease first, then the history (loaded again, so a message
             // the previous owner committed before letting go is not missed).
-            let owner = match &self.cluster {
+            let owner = match self.cluster.get() {
                 None => None,
                 Some(c) => match take_lease(c, id).await? {
                     Some(owner) => {
@@ -401,7 +408,9 @@ impl Registry {
             id: stored.id.as_str().into(),
             generation,
         });
-        Actor::spawn(&self.env, stored, events, provider, generation, watch, owner)
+        Actor::spawn(
+            &self.env, stored, events, provider, generation, watch, owner,
+        )
     }
 
     /// An actor's task ended: forget its entry (if it is still this generation's).

@@ -11,8 +11,8 @@ use super::handle::{ActorError, Posted, Snapshot};
 use super::presence::BotState;
 use super::registry::Registry;
 use crate::chat::Message;
-use crate::cluster::rpc::{Inbox, Request, Rpc};
 use crate::cluster::ClusterError;
+use crate::cluster::rpc::{Inbox, Request, Rpc};
 
 /// How long a forwarded command may take before the caller answers 503.
 pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,11 +20,24 @@ pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(crate) enum Op {
-    Post { id: String, text: String },
-    Interrupt { id: String },
-    Typing { id: String, participant: String, active: bool },
-    Snapshot { id: String },
-    Join { id: String },
+    Post {
+        id: String,
+        text: String,
+    },
+    Interrupt {
+        id: String,
+    },
+    Typing {
+        id: String,
+        participant: String,
+        active: bool,
+    },
+    Snapshot {
+        id: String,
+    },
+    Join {
+        id: String,
+    },
 }
 
 impl Op {
@@ -166,12 +179,28 @@ pub(crate) async fn call<T: for<'de> Deserialize<'de>>(
     op: &Op,
 ) -> Result<T, ActorError> {
     let body = serde_json::to_vec(op).map_err(|e| ActorError::Storage(e.to_string()))?;
-    let answer = rpc.call(node, &body, FORWARD_TIMEOUT).await.map_err(from_remote)?;
+    let answer = rpc
+        .call(node, &body, FORWARD_TIMEOUT)
+        .await
+        .map_err(from_remote)?;
     serde_json::from_slice(&answer).map_err(|e| ActorError::Storage(e.to_string()))
 }
 
-pub(crate) async fn post(rpc: &Rpc, node: &str, id: &str, text: String) -> Result<Posted, ActorError> {
-    let p: WirePosted = call(rpc, node, &Op::Post { id: id.into(), text }).await?;
+pub(crate) async fn post(
+    rpc: &Rpc,
+    node: &str,
+    id: &str,
+    text: String,
+) -> Result<Posted, ActorError> {
+    let p: WirePosted = call(
+        rpc,
+        node,
+        &Op::Post {
+            id: id.into(),
+            text,
+        },
+    )
+    .await?;
     Ok(Posted {
         message_id: p.message_id,
         reply_id: p.reply_id,
@@ -209,7 +238,9 @@ async fn answer(registry: &Registry, request: &Request) -> Result<Vec<u8>, &'sta
                 reply_id: p.reply_id,
             })
         }
-        Op::Interrupt { .. } => serde_json::to_vec(&handle.interrupt().await.map_err(|e| error_code(&e))?),
+        Op::Interrupt { .. } => {
+            serde_json::to_vec(&handle.interrupt().await.map_err(|e| error_code(&e))?)
+        }
         Op::Typing {
             participant,
             active,

@@ -64,7 +64,9 @@ struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterConversation").field("id", &self.id).finish()
+        f.debug_struct("ClusterConversation")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -353,7 +355,9 @@ impl ConversationRef {
             Owner::Cluster(c) => match c.target().await? {
                 Target::Local(h) => h.interrupt().await,
                 Target::Remote(node) => {
-                    let op = Op::Interrupt { id: c.id.to_string() };
+                    let op = Op::Interrupt {
+                        id: c.id.to_string(),
+                    };
                     remote::call(&c.side.cluster.rpc, &node, &op).await
                 }
             },
@@ -377,7 +381,8 @@ impl ConversationRef {
                                 participant: participant.to_string(),
                                 active,
                             };
-                            let _: Result<(), _> = remote::call(&c.side.cluster.rpc, &node, &op).await;
+                            let _: Result<(), _> =
+                                remote::call(&c.side.cluster.rpc, &node, &op).await;
                         }
                         Err(_) => {}
                     }

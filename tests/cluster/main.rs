@@ -8,3 +8,9 @@ mod lease;
 mod log;
 mod relay;
 mod rpc;
+
+mod nodes;
+mod sse;
+
+mod faults;
+mod scenarios;

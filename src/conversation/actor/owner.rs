@@ -38,6 +38,8 @@ pub(crate) struct OwnerLink {
     prev: Option<u64>,
     /// The last successful renewal (or the taking).
     renewed: Instant,
+    /// Whether the last renewal put the conversation in the sweeper's set.
+    marked_replying: bool,
 }
 
 impl OwnerLink {
@@ -46,15 +48,24 @@ impl OwnerLink {
     pub(crate) fn new(start: OwnerStart, floor: u64) -> Self {
         let clean = start.top + 1 == floor;
         if !clean {
-            start.cluster.metrics.takeovers_crash.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            start
+                .cluster
+                .metrics
+                .takeovers_crash
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         } else if start.top > 0 {
-            start.cluster.metrics.takeovers_clean.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            start
+                .cluster
+                .metrics
+                .takeovers_clean
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         OwnerLink {
             cluster: start.cluster,
             token: start.token,
             prev: clean.then_some(start.top),
             renewed: Instant::now(),
+            marked_replying: false,
         }
     }
 
@@ -72,11 +83,26 @@ impl OwnerLink {
         self.renewed + self.cluster.lease / 3
     }
 
+    /// A reply started or ended since the last renewal: renew now, so the sweeper's set
+    /// knows at once (an owner that dies before its next renewal must still be found).
+    pub(crate) fn replying_changed(&self, replying: bool) -> bool {
+        self.marked_replying != replying
+    }
+
     /// Renews the lease; `replying` keeps the conversation in the sweeper's set.
     pub(crate) async fn renew(&mut self, id: &str, replying: bool) -> Result<(), Lost> {
-        match lease::renew(&self.cluster.redis, id, &self.token, self.cluster.lease, replying).await {
+        match lease::renew(
+            &self.cluster.redis,
+            id,
+            &self.token,
+            self.cluster.lease,
+            replying,
+        )
+        .await
+        {
             Ok(()) => {
                 self.renewed = Instant::now();
+                self.marked_replying = replying;
                 Ok(())
             }
             Err(ClusterError::Fenced) => {
@@ -93,7 +119,10 @@ impl OwnerLink {
     }
 
     fn fenced(&self) {
-        self.cluster.metrics.fenced_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.cluster
+            .metrics
+            .fenced_writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Appends one turn's frames (in order, in one script call) and publishes its presence.
@@ -107,7 +136,11 @@ impl OwnerLink {
         if !frames.is_empty() {
             let frames: Vec<LogFrame> = frames
                 .into_iter()
-                .map(|(f, sync)| LogFrame { id: f.id, sync, bytes: f.bytes })
+                .map(|(f, sync)| LogFrame {
+                    id: f.id,
+                    sync,
+                    bytes: f.bytes,
+                })
                 .collect();
             self.append(id, &frames, keep_from).await?;
         }
@@ -124,9 +157,17 @@ impl OwnerLink {
         let mut backoff = Duration::from_millis(25);
         loop {
             let started = Instant::now();
-            let a = Append { token: &self.token, prev: self.prev, keep_from, frames };
+            let a = Append {
+                token: &self.token,
+                prev: self.prev,
+                keep_from,
+                frames,
+            };
             let result = log::append(&self.cluster.redis, id, a).await;
-            self.cluster.metrics.append_latency.observe(started.elapsed());
+            self.cluster
+                .metrics
+                .append_latency
+                .observe(started.elapsed());
             match result {
                 Ok(()) => {
                     self.prev = Some(last);

@@ -1,0 +1,271 @@
+//! Real chatwire nodes (child processes of the built binary) sharing one database file and
+//! one Redis, with a short lease; and a round-robin TCP load balancer in front of them.
+//! Each node can be killed (SIGKILL), terminated (SIGTERM), stopped and continued
+//! (SIGSTOP/SIGCONT) by its pid.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+
+use crate::redis_server::RedisServer;
+
+pub const WAIT: Duration = Duration::from_secs(20);
+pub const LEASE_MS: u64 = 1500;
+
+pub struct Node {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub pid: u32,
+    child: Child,
+    pub output: Arc<Mutex<String>>,
+}
+
+impl Node {
+    pub async fn start(name: &str, db: &str, redis: &RedisServer) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chatwire"))
+            .args(["--addr", "127.0.0.1:0", "--db", db, "--redis", &redis.url()])
+            .args(["--node-id", name, "--lease-ms", &LEASE_MS.to_string()])
+            .args([
+                "--offline-delay-ms",
+                "20",
+                "--idle-secs",
+                "2",
+                "--shutdown-secs",
+                "5",
+            ])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the chatwire binary starts");
+        let pid = child.id().expect("pid");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        collect(
+            child.stdout.take().expect("stdout"),
+            output.clone(),
+            Some(tx),
+        );
+        collect(child.stderr.take().expect("stderr"), output.clone(), None);
+        let addr = match tokio::time::timeout(WAIT, rx).await {
+            Ok(Ok(a)) => a.parse().expect("an address"),
+            _ => panic!("node {name} did not start:\n{}", output.lock().unwrap()),
+        };
+        Node {
+            name: name.into(),
+            addr,
+            pid,
+            child,
+            output,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(WAIT, self.child.wait()).await;
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill -{sig}");
+    }
+
+    /// SIGTERM and wait (bounded) for the exit.
+    pub async fn terminate(&mut self) {
+        self.signal("TERM");
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the node exits after SIGTERM")
+            .expect("exit status");
+    }
+}
+
+fn collect(
+    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    into: Arc<Mutex<String>>,
+    listening: Option<tokio::sync::oneshot::Sender<String>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        let mut listening = listening;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.strip_prefix("chatwire is listening on http://")
+                && let Some(tx) = listening.take()
+            {
+                let _ = tx.send(addr.trim().to_string());
+            }
+            let mut out = into.lock().unwrap();
+            out.push_str(&line);
+            out.push('\n');
+        }
+    });
+}
+
+/// Redis, a shared database file, three nodes and a round-robin balancer.
+pub struct Cluster {
+    pub redis: RedisServer,
+    pub nodes: Vec<Node>,
+    pub lb: SocketAddr,
+    pub http: reqwest::Client,
+    db: std::path::PathBuf,
+}
+
+impl Cluster {
+    pub async fn start(n: usize) -> Cluster {
+        let redis = RedisServer::start().await;
+        let db = redis.dir.join("chatwire.db");
+        let url = format!("sqlite://{}", db.display());
+        let mut nodes = Vec::new();
+        // One after the other: the first creates the schema.
+        for i in 0..n {
+            nodes.push(Node::start(&format!("n{i}"), &url, &redis).await);
+        }
+        let lb = round_robin(nodes.iter().map(|n| n.addr).collect()).await;
+        let http = reqwest::Client::builder()
+            .timeout(WAIT)
+            .build()
+            .expect("client");
+        Cluster {
+            redis,
+            nodes,
+            lb,
+            http,
+            db,
+        }
+    }
+
+    pub fn lb_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.lb)
+    }
+
+    /// Creates a conversation through the balancer.
+    pub async fn create(&self) -> Conv {
+        let v: Value = self
+            .http
+            .post(self.lb_url("/api/conversations"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("create")
+            .json()
+            .await
+            .expect("json");
+        Conv {
+            id: v["id"].as_str().expect("id").into(),
+            token: v["token"].as_str().expect("token").into(),
+        }
+    }
+
+    /// POSTs a message at `base` (a node or the balancer): the status and the body.
+    pub async fn post(&self, base: &str, conv: &Conv, text: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{base}/api/conversations/{}/messages", conv.id))
+            .bearer_auth(&conv.token)
+            .json(&serde_json::json!({ "text": text }))
+            .send()
+            .await;
+        match resp {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    pub async fn interrupt(&self, base: &str, conv: &Conv) -> u16 {
+        self.http
+            .post(format!("{base}/api/conversations/{}/interrupt", conv.id))
+            .bearer_auth(&conv.token)
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16())
+    }
+
+    pub async fn get(&self, base: &str, conv: &Conv) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("{base}/api/conversations/{}", conv.id))
+            .bearer_auth(&conv.token)
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    /// The node holding the conversation's lease.
+    pub async fn owner(&self, conv: &Conv) -> Option<usize> {
+        let r = self.redis.client().await;
+        let holder = chatwire::cluster::lease::holder(&r, &conv.id)
+            .await
+            .ok()??;
+        self.nodes.iter().position(|n| n.name == holder)
+    }
+
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- {} ---\n{}", n.name, n.output.lock().unwrap()))
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.db.display()));
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Conv {
+    pub id: String,
+    pub token: String,
+}
+
+/// An in-test load balancer: each new connection goes to the next backend (skipping one
+/// that refuses), bytes copied both ways until either side closes. No stickiness.
+pub async fn round_robin(backends: Vec<SocketAddr>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let next = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let (backends, next) = (backends.clone(), next.clone());
+            tokio::spawn(async move {
+                for _ in 0..backends.len() {
+                    let i = next.fetch_add(1, Ordering::Relaxed) % backends.len();
+                    let connect = TcpStream::connect(backends[i]);
+                    if let Ok(Ok(mut outbound)) =
+                        tokio::time::timeout(Duration::from_secs(1), connect).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
