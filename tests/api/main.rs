@@ -2,6 +2,8 @@
 //! public interface — HTTP, SSE and, in later modules, WebSocket and signed webhooks.
 //! `process` runs the real binary for tests that crash, restart or measure it.
 
+#[path = "../support/child_output.rs"]
+mod child_output;
 mod fakes;
 mod helpers;
 mod process;

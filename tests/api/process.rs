@@ -6,7 +6,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::helpers::WAIT;
@@ -47,26 +46,7 @@ impl Drop for TempDb {
     }
 }
 
-fn collect(
-    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    into: Arc<Mutex<String>>,
-    listening: Option<tokio::sync::oneshot::Sender<String>>,
-) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        let mut listening = listening;
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(addr) = line.strip_prefix("chatwire is listening on http://")
-                && let Some(tx) = listening.take()
-            {
-                let _ = tx.send(addr.trim().to_string());
-            }
-            let mut out = into.lock().unwrap();
-            out.push_str(&line);
-            out.push('\n');
-        }
-    });
-}
+use crate::child_output::collect;
 
 impl RealServer {
     /// Starts the binary with `--addr 127.0.0.1:0 --db URL` plus `args`, and `env`.

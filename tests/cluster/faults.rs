@@ -23,16 +23,7 @@ async fn readers(
     let owner = c.owner(conv).await.expect("an owner");
     let streams = (0..c.nodes.len())
         .filter(|&i| i != owner)
-        .map(|i| {
-            Stream::open(
-                &format!("s{i}"),
-                c.http.clone(),
-                vec![c.nodes[i].url("")],
-                conv,
-                None,
-                checker.clone(),
-            )
-        })
+        .map(|i| c.stream(&format!("s{i}"), i, conv, None, checker.clone()))
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     (owner, streams)
@@ -70,14 +61,7 @@ async fn a_clean_handoff_keeps_numbering_and_replay_seamless() {
     // owner of either.
     let from = first[1].id;
     let reader = (0..3).find(|&i| i != owner && i != other).unwrap();
-    let mut late = Stream::open(
-        "late",
-        c.http.clone(),
-        vec![c.nodes[reader].url("")],
-        &conv,
-        Some(from),
-        checker.clone(),
-    );
+    let mut late = c.stream("late", reader, &conv, Some(from), checker.clone());
     let replay = late
         .until(WAIT, |e| is_end(e) && e.id > first.last().unwrap().id)
         .await;

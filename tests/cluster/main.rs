@@ -1,6 +1,8 @@
 //! Cluster tests: a real `redis-server` (and, for the node scenarios, real chatwire nodes)
 //! started by the tests themselves on Unix sockets and loopback. Every wait is bounded.
 
+#[path = "../support/child_output.rs"]
+mod child_output;
 mod redis_server;
 
 mod bus;
@@ -12,5 +14,6 @@ mod rpc;
 mod nodes;
 mod sse;
 
+mod balancers;
 mod faults;
 mod scenarios;

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::child_output::collect;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
@@ -96,27 +96,6 @@ impl Node {
     }
 }
 
-fn collect(
-    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    into: Arc<Mutex<String>>,
-    listening: Option<tokio::sync::oneshot::Sender<String>>,
-) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        let mut listening = listening;
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(addr) = line.strip_prefix("chatwire is listening on http://")
-                && let Some(tx) = listening.take()
-            {
-                let _ = tx.send(addr.trim().to_string());
-            }
-            let mut out = into.lock().unwrap();
-            out.push_str(&line);
-            out.push('\n');
-        }
-    });
-}
-
 /// Redis, a shared database file, three nodes and a round-robin balancer.
 pub struct Cluster {
     pub redis: RedisServer,
@@ -152,6 +131,19 @@ impl Cluster {
 
     pub fn lb_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.lb)
+    }
+
+    /// An SSE stream of `conv` read from node `node` (reconnecting there).
+    pub fn stream(
+        &self,
+        name: &str,
+        node: usize,
+        conv: &Conv,
+        after: Option<u64>,
+        checker: crate::sse::Checker,
+    ) -> crate::sse::Stream {
+        let bases = vec![self.nodes[node].url("")];
+        crate::sse::Stream::open(name, self.http.clone(), bases, conv, after, checker)
     }
 
     /// Creates a conversation through the balancer.

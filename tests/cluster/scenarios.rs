@@ -19,16 +19,7 @@ async fn a_message_posted_on_one_node_streams_on_the_others() {
     let conv = c.create().await;
     let checker = Checker::default();
     let mut streams: Vec<Stream> = (0..3)
-        .map(|i| {
-            Stream::open(
-                &format!("s{i}"),
-                c.http.clone(),
-                vec![c.nodes[i].url("")],
-                &conv,
-                None,
-                checker.clone(),
-            )
-        })
+        .map(|i| c.stream(&format!("s{i}"), i, &conv, None, checker.clone()))
         .collect();
     // Let the streams subscribe before the message goes out (they start live).
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -68,22 +59,8 @@ async fn an_interrupt_from_another_node_stops_the_reply_everywhere() {
     let c = Cluster::start(3).await;
     let conv = c.create().await;
     let checker = Checker::default();
-    let mut a = Stream::open(
-        "a",
-        c.http.clone(),
-        vec![c.nodes[0].url("")],
-        &conv,
-        None,
-        checker.clone(),
-    );
-    let mut b = Stream::open(
-        "b",
-        c.http.clone(),
-        vec![c.nodes[2].url("")],
-        &conv,
-        None,
-        checker.clone(),
-    );
+    let mut a = c.stream("a", 0, &conv, None, checker.clone());
+    let mut b = c.stream("b", 2, &conv, None, checker.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, posted) = c.post(&c.nodes[1].url(""), &conv, "/count 5000").await;
     assert_eq!(status, 202, "{posted}");
@@ -123,14 +100,7 @@ async fn a_stream_resumes_on_another_node_without_gap_or_duplicate() {
     let c = Cluster::start(3).await;
     let conv = c.create().await;
     let checker = Checker::default();
-    let mut first = Stream::open(
-        "first",
-        c.http.clone(),
-        vec![c.nodes[0].url("")],
-        &conv,
-        None,
-        checker.clone(),
-    );
+    let mut first = c.stream("first", 0, &conv, None, checker.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, posted) = c.post(&c.lb_url(""), &conv, "/count 200").await;
     let reply = posted["reply_id"].as_str().unwrap().to_owned();
@@ -142,14 +112,7 @@ async fn a_stream_resumes_on_another_node_without_gap_or_duplicate() {
     let seen = got.last().unwrap().id;
     drop(first);
     // The same logical stream, picked up on another node from its last id.
-    let mut again = Stream::open(
-        "first",
-        c.http.clone(),
-        vec![c.nodes[1].url("")],
-        &conv,
-        Some(seen),
-        checker.clone(),
-    );
+    let mut again = c.stream("first", 1, &conv, Some(seen), checker.clone());
     let rest = again.until(WAIT, |e| e.event == "reply.completed").await;
     assert_eq!(rest[0].id, seen + 1, "exact resume");
     let mut all = got.clone();
@@ -169,16 +132,7 @@ async fn killing_the_owner_mid_reply_fails_the_reply_on_the_other_nodes_within_t
     let readers: Vec<usize> = (0..3).filter(|&i| i != owner).collect();
     let mut streams: Vec<Stream> = readers
         .iter()
-        .map(|&i| {
-            Stream::open(
-                &format!("s{i}"),
-                c.http.clone(),
-                vec![c.nodes[i].url("")],
-                &conv,
-                None,
-                checker.clone(),
-            )
-        })
+        .map(|&i| c.stream(&format!("s{i}"), i, &conv, None, checker.clone()))
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, posted) = c
