@@ -7,14 +7,15 @@
 //! in cluster mode may be the owner on another node.
 
 mod actor;
-pub mod events;
+pub(crate) mod events;
 mod feed;
 mod handle;
-pub mod presence;
+pub(crate) mod presence;
 mod registry;
 mod remote;
 mod service;
 
+pub use events::Frame;
 pub use handle::{ActorError, Posted, Snapshot, Subscription, WatchSlot};
 pub use presence::{BotState, Presence, PresenceFrame};
 pub use registry::CreateError;
