@@ -47,8 +47,8 @@ fn localise(config: &str, port: u16, c: &Cluster, listen: &str, server: &str) ->
                 line.to_owned()
             }
         })
-        .collect::<Vec<_>>()
-        .join("\n")
+        .map(|line| line + "\n")
+        .collect()
 }
 
 struct Balancer {
@@ -62,7 +62,7 @@ impl Drop for Balancer {
     }
 }
 
-async fn wait_up(url: &str, http: &reqwest::Client) {
+async fn wait_up(url: &str, http: &reqwest::Client, why: impl Fn() -> String) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while tokio::time::Instant::now() < deadline {
         if let Ok(r) = http.get(format!("{url}/healthz")).send().await
@@ -72,7 +72,12 @@ async fn wait_up(url: &str, http: &reqwest::Client) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the balancer at {url} did not come up");
+    panic!("the balancer at {url} did not come up:\n{}", why());
+}
+
+fn explain(c: &Cluster) -> String {
+    let read = |f: &str| std::fs::read_to_string(c.redis.dir.join(f)).unwrap_or_default();
+    format!("{}\n{}", read("haproxy.cfg"), read("haproxy.log"))
 }
 
 async fn haproxy(c: &Cluster) -> Balancer {
@@ -84,12 +89,13 @@ async fn haproxy(c: &Cluster) -> Balancer {
     );
     let path = c.redis.dir.join("haproxy.cfg");
     std::fs::write(&path, config).expect("write haproxy.cfg");
+    let log = std::fs::File::create(c.redis.dir.join("haproxy.log")).expect("log file");
     let child = Command::new("haproxy")
         .arg("-db")
         .arg("-f")
         .arg(&path)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .expect("haproxy is installed");
@@ -127,7 +133,7 @@ async fn nginx(c: &Cluster) -> Balancer {
 }
 
 async fn carries_a_conversation(c: &Cluster, lb: &Balancer) {
-    wait_up(&lb.url, &c.http).await;
+    wait_up(&lb.url, &c.http, || explain(c)).await;
     let v: serde_json::Value = c
         .http
         .post(format!("{}/api/conversations", lb.url))
