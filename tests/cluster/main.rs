@@ -16,4 +16,5 @@ mod sse;
 
 mod balancers;
 mod faults;
+mod presence;
 mod scenarios;
