@@ -165,7 +165,9 @@ fn from_remote(e: ClusterError) -> ActorError {
             "not_found" => ActorError::NotFound,
             "full" => ActorError::Full,
             "busy" => ActorError::Busy,
-            // "gone", "not_owner", …: the owner moved or is stopping; the client retries.
+            // The command did not run there: the owner moved or is stopping (the caller
+            // looks for the new owner).
+            "gone" | "not_owner" => ActorError::Gone,
             _ => ActorError::Unavailable,
         },
         _ => ActorError::Unavailable,

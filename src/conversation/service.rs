@@ -70,6 +70,9 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// How many times a command looks for a conversation's owner while it moves.
+const OWNER_TRIES: usize = 20;
+
 /// Where a command goes right now.
 enum Target {
     Local(ConversationHandle),
@@ -211,11 +214,33 @@ impl Shared {
         }
     }
 
-    async fn snapshot(&self) -> Result<Snapshot, ActorError> {
-        match self.target().await? {
-            Target::Local(h) => h.snapshot().await,
-            Target::Remote(node) => remote::snapshot(&self.side.cluster.rpc, &node, &self.id).await,
+    /// Runs `f` against the current owner. `Gone` means the command did not run (the owner
+    /// was stopping or had just moved): look for the owner again, a bounded number of times.
+    async fn with_owner<T, F, Fut>(&self, f: F) -> Result<T, ActorError>
+    where
+        F: Fn(Target) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ActorError>>,
+    {
+        for _ in 0..OWNER_TRIES {
+            match f(self.target().await?).await {
+                Err(ActorError::Gone) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                }
+                other => return other,
+            }
         }
+        Err(ActorError::Unavailable)
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, ActorError> {
+        let rpc = &self.side.cluster.rpc;
+        self.with_owner(|t| async move {
+            match t {
+                Target::Local(h) => h.snapshot().await,
+                Target::Remote(node) => remote::snapshot(rpc, &node, &self.id).await,
+            }
+        })
+        .await
     }
 
     /// Replay from the shared log (or a `sync` from the owner) plus this node's live feed.
@@ -341,10 +366,19 @@ impl ConversationRef {
     pub async fn post(&self, text: String) -> Result<Posted, ActorError> {
         match &self.owner {
             Owner::Local(h) => h.post(text).await,
-            Owner::Cluster(c) => match c.target().await? {
-                Target::Local(h) => h.post(text).await,
-                Target::Remote(node) => remote::post(&c.side.cluster.rpc, &node, &c.id, text).await,
-            },
+            Owner::Cluster(c) => {
+                let rpc = &c.side.cluster.rpc;
+                c.with_owner(|t| {
+                    let text = text.clone();
+                    async move {
+                        match t {
+                            Target::Local(h) => h.post(text).await,
+                            Target::Remote(node) => remote::post(rpc, &node, &c.id, text).await,
+                        }
+                    }
+                })
+                .await
+            }
         }
     }
 

@@ -18,3 +18,4 @@ mod balancers;
 mod faults;
 mod presence;
 mod scenarios;
+mod soak;
