@@ -1,4 +1,5 @@
-//! The conversation tables: a conversation and its messages (insert, update, the guarded
+//! The conversation tables: a conversation and its messages (insert — also after a given
+//! message —, update, replace in place, edit with the removal of later messages, the guarded
 //! checkpoint of a streaming reply), its event-number floor (reservations and the exact
 //! floor written at a graceful stop) and the stored replay window (`events`). Only the
 //! conversation's actor (and the registry that starts it) calls these.
@@ -126,6 +127,98 @@ impl Store {
         .bind(m.created_at)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Stores a new message right after message `after_id` (a queued message's reply),
+    /// moving the later messages one place down, in one transaction.
+    pub async fn insert_message_after(
+        &self,
+        conversation_id: &str,
+        after_id: &str,
+        m: &Message,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq: i64 =
+            sqlx::query_scalar("SELECT seq FROM messages WHERE id = ? AND conversation_id = ?")
+                .bind(after_id)
+                .bind(conversation_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        sqlx::query("UPDATE messages SET seq = seq + 1 WHERE conversation_id = ? AND seq > ?")
+            .bind(conversation_id)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, seq, role, text, status, error, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&m.id)
+        .bind(conversation_id)
+        .bind(seq + 1)
+        .bind(m.role.as_str())
+        .bind(&m.text)
+        .bind(m.status.as_str())
+        .bind(&m.error)
+        .bind(m.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts message `m` in the place of message `old_id` (a regenerated reply): same
+    /// position, new id and contents.
+    pub async fn replace_message(
+        &self,
+        conversation_id: &str,
+        old_id: &str,
+        m: &Message,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE messages SET id = ?, role = ?, text = ?, status = ?, error = ?, created_at = ? \
+             WHERE id = ? AND conversation_id = ?",
+        )
+        .bind(&m.id)
+        .bind(m.role.as_str())
+        .bind(&m.text)
+        .bind(m.status.as_str())
+        .bind(&m.error)
+        .bind(m.created_at)
+        .bind(old_id)
+        .bind(conversation_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives message `id` the text `text` and deletes every later message of its
+    /// conversation (an edit), in one transaction.
+    pub async fn edit_message(
+        &self,
+        conversation_id: &str,
+        id: &str,
+        text: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq: i64 =
+            sqlx::query_scalar("SELECT seq FROM messages WHERE id = ? AND conversation_id = ?")
+                .bind(id)
+                .bind(conversation_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        sqlx::query("UPDATE messages SET text = ? WHERE id = ?")
+            .bind(text)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM messages WHERE conversation_id = ? AND seq > ?")
+            .bind(conversation_id)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
