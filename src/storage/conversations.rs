@@ -113,21 +113,7 @@ impl Store {
         seq: usize,
         m: &Message,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, seq, role, text, status, error, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&m.id)
-        .bind(conversation_id)
-        .bind(seq as i64)
-        .bind(m.role.as_str())
-        .bind(&m.text)
-        .bind(m.status.as_str())
-        .bind(&m.error)
-        .bind(m.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        insert_at(&self.pool, conversation_id, seq as i64, m).await
     }
 
     /// Stores a new message right after message `after_id` (a queued message's reply),
@@ -139,31 +125,13 @@ impl Store {
         m: &Message,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let seq: i64 =
-            sqlx::query_scalar("SELECT seq FROM messages WHERE id = ? AND conversation_id = ?")
-                .bind(after_id)
-                .bind(conversation_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let seq = seq_of(&mut tx, conversation_id, after_id).await?;
         sqlx::query("UPDATE messages SET seq = seq + 1 WHERE conversation_id = ? AND seq > ?")
             .bind(conversation_id)
             .bind(seq)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, seq, role, text, status, error, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&m.id)
-        .bind(conversation_id)
-        .bind(seq + 1)
-        .bind(m.role.as_str())
-        .bind(&m.text)
-        .bind(m.status.as_str())
-        .bind(&m.error)
-        .bind(m.created_at)
-        .execute(&mut *tx)
-        .await?;
+        insert_at(&mut *tx, conversation_id, seq + 1, m).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -202,12 +170,7 @@ impl Store {
         text: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let seq: i64 =
-            sqlx::query_scalar("SELECT seq FROM messages WHERE id = ? AND conversation_id = ?")
-                .bind(id)
-                .bind(conversation_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let seq = seq_of(&mut tx, conversation_id, id).await?;
         sqlx::query("UPDATE messages SET text = ? WHERE id = ?")
             .bind(text)
             .bind(id)
@@ -320,4 +283,43 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Inserts message `m` at position `seq` (in a transaction or not).
+async fn insert_at<'e>(
+    exec: impl sqlx::SqliteExecutor<'e>,
+    conversation_id: &str,
+    seq: i64,
+    m: &Message,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO messages (id, conversation_id, seq, role, text, status, error, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&m.id)
+    .bind(conversation_id)
+    .bind(seq)
+    .bind(m.role.as_str())
+    .bind(&m.text)
+    .bind(m.status.as_str())
+    .bind(&m.error)
+    .bind(m.created_at)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+/// The position of message `id` in its conversation.
+async fn seq_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    conversation_id: &str,
+    id: &str,
+) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT seq FROM messages WHERE id = ? AND conversation_id = ?")
+            .bind(id)
+            .bind(conversation_id)
+            .fetch_one(&mut **tx)
+            .await?,
+    )
 }

@@ -24,6 +24,13 @@ async fn slow_app(db: Option<&TempDb>) -> TestApp {
     .await
 }
 
+/// A new conversation and two subscribers of its events.
+async fn watched(app: &TestApp) -> (Conv, SseClient, SseClient) {
+    let conv = app.create().await;
+    let (a, b) = (app.sse(&conv, None).await, app.sse(&conv, None).await);
+    (conv, a, b)
+}
+
 async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
@@ -114,8 +121,7 @@ async fn restart(app: &mut TestApp, db: &TempDb) -> TestApp {
 #[tokio::test]
 async fn a_queued_message_is_published_at_once_and_answered_after_the_reply() {
     let app = slow_app(None).await;
-    let conv = app.create().await;
-    let (mut a, mut b) = (app.sse(&conv, None).await, app.sse(&conv, None).await);
+    let (conv, mut a, mut b) = watched(&app).await;
     // About 1.5 s of streaming: long enough to be certainly busy for the next post.
     let first = app.post_ok(&conv, "/count 300").await;
     let (status, body) = post_if_busy(&app, &conv, "/count 3", "queue").await;
@@ -166,8 +172,7 @@ async fn a_queued_message_is_published_at_once_and_answered_after_the_reply() {
 async fn each_queued_message_gets_its_reply_in_its_place_and_stop_moves_the_queue_on() {
     let db = TempDb::new("queue-order");
     let mut app = slow_app(Some(&db)).await;
-    let conv = app.create().await;
-    let (mut a, mut b) = (app.sse(&conv, None).await, app.sse(&conv, None).await);
+    let (conv, mut a, mut b) = watched(&app).await;
     let first = app.post_ok(&conv, ENDLESS).await;
     let mut queued = Vec::new();
     for text in ["/count 2", "/count 3"] {
@@ -219,8 +224,7 @@ async fn each_queued_message_gets_its_reply_in_its_place_and_stop_moves_the_queu
 #[tokio::test]
 async fn the_queue_holds_eight_and_a_barge_in_answers_them_all_at_once() {
     let app = slow_app(None).await;
-    let conv = app.create().await;
-    let (mut a, mut b) = (app.sse(&conv, None).await, app.sse(&conv, None).await);
+    let (conv, mut a, mut b) = watched(&app).await;
     let first = app.post_ok(&conv, ENDLESS).await;
     for i in 0..8 {
         let (status, body) = post_if_busy(&app, &conv, &format!("q{i}"), "queue").await;
@@ -258,8 +262,7 @@ async fn the_queue_holds_eight_and_a_barge_in_answers_them_all_at_once() {
 #[tokio::test]
 async fn reject_refuses_while_a_reply_streams_and_stores_nothing() {
     let app = slow_app(None).await;
-    let conv = app.create().await;
-    let (mut a, mut b) = (app.sse(&conv, None).await, app.sse(&conv, None).await);
+    let (conv, mut a, mut b) = watched(&app).await;
     let first = app.post_ok(&conv, ENDLESS).await;
     let (status, body) = post_if_busy(&app, &conv, "not now", "reject").await;
     assert_eq!(status, 409, "{body}");
@@ -362,8 +365,7 @@ async fn regenerate_replaces_the_last_reply_in_its_place() {
 async fn edit_replaces_the_text_drops_later_messages_and_syncs_every_tab() {
     let db = TempDb::new("edit");
     let mut app = slow_app(Some(&db)).await;
-    let conv = app.create().await;
-    let (mut a, mut b) = (app.sse(&conv, None).await, app.sse(&conv, None).await);
+    let (conv, mut a, mut b) = watched(&app).await;
     let r1 = app.post_ok(&conv, "/count 2").await;
     let before = both_until(&mut a, &mut b, ends(&r1)).await;
     let u1 = before[0].field("message_id").to_string();
@@ -431,8 +433,7 @@ async fn edit_replaces_the_text_drops_later_messages_and_syncs_every_tab() {
 #[tokio::test]
 async fn editing_mid_reply_interrupts_it_first() {
     let app = slow_app(None).await;
-    let conv = app.create().await;
-    let (mut a, mut b) = (app.sse(&conv, None).await, app.sse(&conv, None).await);
+    let (conv, mut a, mut b) = watched(&app).await;
     let streaming = app.post_ok(&conv, ENDLESS).await;
     let started = both_until(&mut a, &mut b, |e| e.kind() == "reply.delta").await;
     let user = started[0].field("message_id").to_string();
