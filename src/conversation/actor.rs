@@ -311,8 +311,9 @@ impl Actor {
     }
 
     /// Last acts: a reply in progress is interrupted and stored, the replay window and
-    /// the exact event-number floor are written, and every stream watching this
-    /// conversation is ended.
+    /// the exact event-number floor are written, and `done` is cancelled (WebSocket
+    /// sessions end on it; SSE streams end when the actor, and with it the only sender of
+    /// their broadcast channel, is dropped right after).
     async fn stop(&mut self) {
         self.interrupt(None).await;
         self.presence
