@@ -11,6 +11,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::stream::BoxStream;
@@ -29,6 +30,7 @@ use crate::storage::{Store, StoredConversation, StoredEvent};
 use publisher::Publisher;
 
 mod durability;
+mod operations;
 mod owner;
 mod publisher;
 mod reply;
@@ -216,6 +218,7 @@ impl Actor {
         };
         Box::pin(self.recover()).await;
         self.end_cut_off(cut);
+        Box::pin(self.resume_queue()).await;
         Box::pin(self.flush()).await;
         // One shutdown future for the whole loop: making a new one each turn (that is,
         // each token) takes the token's lock and joins and leaves its waiter list. It is
@@ -262,6 +265,11 @@ impl Actor {
                 }
                 _ = &mut shutdown => break,
             }
+            if self.reply.is_none() && self.shared.replying.load(Ordering::Relaxed) {
+                // Cleared only here, at the end of a turn: a reply that ended may have
+                // started the next queued one in the same turn (see `reply.rs`).
+                self.shared.replying.store(false, Ordering::Release);
+            }
             if self.events.reservation_due() {
                 Box::pin(self.reserve_event_ids()).await;
             }
@@ -281,14 +289,26 @@ impl Actor {
         match cmd {
             Command::Post {
                 text,
+                if_busy,
                 received,
                 reply,
             } => {
-                let result = self.post(text, received).await;
+                let result = self.post(text, if_busy, received).await;
                 let _ = reply.send(result);
             }
+            Command::Regenerate { received, reply } => {
+                let _ = reply.send(self.regenerate(received).await);
+            }
+            Command::Edit {
+                edit,
+                received,
+                reply,
+            } => {
+                let (message_id, text) = *edit;
+                let _ = reply.send(self.edit(message_id, text, received).await);
+            }
             Command::Interrupt { received, reply } => {
-                let id = self.interrupt(Some(received)).await;
+                let id = self.stop_reply(received).await;
                 let _ = reply.send(id);
             }
             Command::Subscribe { after, reply } => {
@@ -352,8 +372,9 @@ impl Actor {
     }
 
     /// Last acts: a reply in progress is interrupted and stored, the replay window and
-    /// the exact event-number floor are written, and every stream watching this
-    /// conversation is ended.
+    /// the exact event-number floor are written, and `done` is cancelled (WebSocket
+    /// sessions end on it; SSE streams end when the actor, and with it the only sender of
+    /// their broadcast channel, is dropped right after).
     async fn stop(&mut self) {
         if self.lost {
             // Another node owns the conversation: drop the reply (cancelling upstream) and

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::handle::{ActorError, Posted, Snapshot};
+use super::handle::{ActorError, IfBusy, Posted, Refusal, Snapshot};
 use super::presence::BotState;
 use super::registry::Registry;
 use crate::chat::Message;
@@ -22,6 +22,15 @@ pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) enum Op {
     Post {
         id: String,
+        text: String,
+        if_busy: String,
+    },
+    Regenerate {
+        id: String,
+    },
+    Edit {
+        id: String,
+        message_id: String,
         text: String,
     },
     Interrupt {
@@ -44,6 +53,8 @@ impl Op {
     fn conversation(&self) -> &str {
         match self {
             Op::Post { id, .. }
+            | Op::Regenerate { id }
+            | Op::Edit { id, .. }
             | Op::Interrupt { id }
             | Op::Typing { id, .. }
             | Op::Snapshot { id }
@@ -122,7 +133,8 @@ impl WireSnapshot {
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WirePosted {
     message_id: String,
-    reply_id: String,
+    reply_id: Option<String>,
+    queued: bool,
 }
 
 /// The owner's presence state, for a session joining on another node.
@@ -148,8 +160,28 @@ fn bot_name(b: BotState) -> &'static str {
     }
 }
 
+fn if_busy_name(b: IfBusy) -> &'static str {
+    match b {
+        IfBusy::Interrupt => "interrupt",
+        IfBusy::Queue => "queue",
+        IfBusy::Reject => "reject",
+    }
+}
+
+const REFUSALS: [(Refusal, &str); 5] = [
+    (Refusal::Replying, "refused_replying"),
+    (Refusal::QueueFull, "refused_queue_full"),
+    (Refusal::NoReply, "refused_no_reply"),
+    (Refusal::UnknownMessage, "refused_unknown_message"),
+    (Refusal::NotUserMessage, "refused_not_user_message"),
+];
+
 fn error_code(e: &ActorError) -> &'static str {
     match e {
+        ActorError::Refused(r) => REFUSALS
+            .iter()
+            .find(|(x, _)| x == r)
+            .map_or("refused", |(_, code)| code),
         ActorError::Busy => "busy",
         ActorError::Gone => "gone",
         ActorError::NotFound => "not_found",
@@ -165,6 +197,10 @@ fn from_remote(e: ClusterError) -> ActorError {
             "not_found" => ActorError::NotFound,
             "full" => ActorError::Full,
             "busy" => ActorError::Busy,
+            c if c.starts_with("refused_") => REFUSALS
+                .iter()
+                .find(|(_, code)| *code == c)
+                .map_or(ActorError::Unavailable, |(r, _)| ActorError::Refused(*r)),
             // The command did not run there: the owner moved or is stopping (the caller
             // looks for the new owner).
             "gone" | "not_owner" => ActorError::Gone,
@@ -193,20 +229,51 @@ pub(crate) async fn post(
     node: &str,
     id: &str,
     text: String,
+    if_busy: IfBusy,
 ) -> Result<Posted, ActorError> {
-    let p: WirePosted = call(
-        rpc,
-        node,
-        &Op::Post {
-            id: id.into(),
-            text,
-        },
-    )
-    .await?;
-    Ok(Posted {
-        message_id: p.message_id,
-        reply_id: p.reply_id,
-    })
+    let op = Op::Post {
+        id: id.into(),
+        text,
+        if_busy: if_busy_name(if_busy).into(),
+    };
+    let p: WirePosted = call(rpc, node, &op).await?;
+    Ok(p.into())
+}
+
+pub(crate) async fn edit(
+    rpc: &Rpc,
+    node: &str,
+    id: &str,
+    message_id: String,
+    text: String,
+) -> Result<Posted, ActorError> {
+    let op = Op::Edit {
+        id: id.into(),
+        message_id,
+        text,
+    };
+    let p: WirePosted = call(rpc, node, &op).await?;
+    Ok(p.into())
+}
+
+impl From<WirePosted> for Posted {
+    fn from(p: WirePosted) -> Self {
+        Posted {
+            message_id: p.message_id,
+            reply_id: p.reply_id,
+            queued: p.queued,
+        }
+    }
+}
+
+impl From<Posted> for WirePosted {
+    fn from(p: Posted) -> Self {
+        WirePosted {
+            message_id: p.message_id,
+            reply_id: p.reply_id,
+            queued: p.queued,
+        }
+    }
 }
 
 pub(crate) async fn snapshot(rpc: &Rpc, node: &str, id: &str) -> Result<Snapshot, ActorError> {
@@ -233,12 +300,25 @@ async fn answer(registry: &Registry, request: &Request) -> Result<Vec<u8>, &'sta
     let op: Op = serde_json::from_slice(&request.body).map_err(|_| "bad_request")?;
     let handle = registry.running(op.conversation()).ok_or("not_owner")?;
     let body = match op {
-        Op::Post { text, .. } => {
-            let p = handle.post(text).await.map_err(|e| error_code(&e))?;
-            serde_json::to_vec(&WirePosted {
-                message_id: p.message_id,
-                reply_id: p.reply_id,
-            })
+        Op::Post { text, if_busy, .. } => {
+            let if_busy = if_busy.parse().unwrap_or(IfBusy::Interrupt);
+            let p = handle
+                .post(text, if_busy)
+                .await
+                .map_err(|e| error_code(&e))?;
+            serde_json::to_vec(&WirePosted::from(p))
+        }
+        Op::Regenerate { .. } => {
+            serde_json::to_vec(&handle.regenerate().await.map_err(|e| error_code(&e))?)
+        }
+        Op::Edit {
+            message_id, text, ..
+        } => {
+            let p = handle
+                .edit(message_id, text)
+                .await
+                .map_err(|e| error_code(&e))?;
+            serde_json::to_vec(&WirePosted::from(p))
         }
         Op::Interrupt { .. } => {
             serde_json::to_vec(&handle.interrupt().await.map_err(|e| error_code(&e))?)

@@ -1,7 +1,8 @@
 //! The seam between the web layer and the conversations: [`Conversations`] creates, finds
 //! and opens them; a [`ConversationRef`] is what a route holds for one conversation.
 //!
-//! Plain data crosses it: commands go in (post, interrupt, typing, a provider callback),
+//! Plain data crosses it: commands go in (post, regenerate, edit, interrupt, typing, a
+//! provider callback),
 //! numbered SSE frames and presence frames come out (a [`Subscription`], a [`Presence`]),
 //! answers are values ([`Posted`], [`Snapshot`], [`CallbackAck`]). On a single node every
 //! conversation is local: its owner is an actor of this process, reached through its
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::Event;
 use super::feed::{Feed, Feeds};
 use super::handle::{
-    ActorError, ConversationHandle, Posted, Snapshot, Subscription, WatchSlot, watch_slot,
+    ActorError, ConversationHandle, IfBusy, Posted, Snapshot, Subscription, WatchSlot, watch_slot,
 };
 use super::presence::Presence;
 use super::registry::{CreateError, Found, Registry};
@@ -361,19 +362,67 @@ impl ConversationRef {
         }
     }
 
-    /// Posts a user message and starts the bot's reply (interrupting one in progress);
-    /// answers once the message is stored.
-    pub async fn post(&self, text: String) -> Result<Posted, ActorError> {
+    /// Posts a user message and starts the bot's reply; while one streams, `if_busy` says
+    /// whether it is interrupted, the message queued, or the post refused. Answers once
+    /// the message is stored.
+    pub async fn post(&self, text: String, if_busy: IfBusy) -> Result<Posted, ActorError> {
         match &self.owner {
-            Owner::Local(h) => h.post(text).await,
+            Owner::Local(h) => h.post(text, if_busy).await,
             Owner::Cluster(c) => {
                 let rpc = &c.side.cluster.rpc;
                 c.with_owner(|t| {
                     let text = text.clone();
                     async move {
                         match t {
-                            Target::Local(h) => h.post(text).await,
-                            Target::Remote(node) => remote::post(rpc, &node, &c.id, text).await,
+                            Target::Local(h) => h.post(text, if_busy).await,
+                            Target::Remote(node) => {
+                                remote::post(rpc, &node, &c.id, text, if_busy).await
+                            }
+                        }
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    /// Replaces the last assistant reply with a new reply to the same history (one in
+    /// progress is interrupted first); the new reply's id.
+    pub async fn regenerate(&self) -> Result<String, ActorError> {
+        match &self.owner {
+            Owner::Local(h) => h.regenerate().await,
+            Owner::Cluster(c) => {
+                let rpc = &c.side.cluster.rpc;
+                c.with_owner(|t| async move {
+                    match t {
+                        Target::Local(h) => h.regenerate().await,
+                        Target::Remote(node) => {
+                            let op = Op::Regenerate {
+                                id: c.id.to_string(),
+                            };
+                            remote::call(rpc, &node, &op).await
+                        }
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    /// Replaces a user message's text, removes every later message and starts a new reply.
+    pub async fn edit(&self, message_id: String, text: String) -> Result<Posted, ActorError> {
+        match &self.owner {
+            Owner::Local(h) => h.edit(message_id, text).await,
+            Owner::Cluster(c) => {
+                let rpc = &c.side.cluster.rpc;
+                c.with_owner(|t| {
+                    let (message_id, text) = (message_id.clone(), text.clone());
+                    async move {
+                        match t {
+                            Target::Local(h) => h.edit(message_id, text).await,
+                            Target::Remote(node) => {
+                                remote::edit(rpc, &node, &c.id, message_id, text).await
+                            }
                         }
                     }
                 })

@@ -1,8 +1,14 @@
 //! Checking one `[[providers]]` entry: which keys its kind uses, which it needs, and the
 //! defaults of the others. A wrong entry stops start-up with a message naming the entry
 //! and the key (`ConfigError::Provider`).
+//!
+//! Each kind declares its keys once, as a struct (see `kinds.rs`); [`Check::keys`] reads an
+//! entry into it and refuses any key the struct does not have. A new key is a field there
+//! (and in `ProviderConfig`, the TOML schema).
 
 use std::time::Duration;
+
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
 use super::Deadlines;
 use super::retry::RetryPolicy;
@@ -34,36 +40,27 @@ impl<'a> Check<'a> {
         }
     }
 
-    /// Refuses keys that the kind does not use (a typo or a misplaced key would otherwise
-    /// be silently ignored).
-    pub fn only(&self, allowed: &[&str]) -> Result<(), ConfigError> {
-        let e = self.entry;
-        let set = [
-            ("base_url", e.base_url.is_some()),
-            ("api_key", e.api_key.is_some()),
-            ("api_key_env", e.api_key_env.is_some()),
-            ("model", e.model.is_some()),
-            ("url", e.url.is_some()),
-            ("webhook_secret", e.webhook_secret.is_some()),
-            ("webhook_secret_env", e.webhook_secret_env.is_some()),
-            ("system_prompt", e.system_prompt.is_some()),
-            ("retries", e.retries.is_some()),
-            ("label", e.label.is_some()),
-            (
-                "first_delta_timeout_secs",
-                e.first_delta_timeout_secs.is_some(),
-            ),
-            ("gap_timeout_secs", e.gap_timeout_secs.is_some()),
-            ("reply_timeout_secs", e.reply_timeout_secs.is_some()),
-        ];
-        for (key, present) in set {
-            if present && !allowed.contains(&key) && !COMMON.contains(&key) {
-                return Err(
-                    self.error(format!("`{key}` is not used by kind `{}`", self.entry.kind))
-                );
-            }
+    /// The entry's kind-specific keys as the kind's struct `T`. A key set in the entry that
+    /// `T` does not have is refused (a typo or a misplaced key would otherwise be silently
+    /// ignored); the keys every kind accepts (`COMMON`) are read by `Check` itself.
+    pub fn keys<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        // Not serde's message: it may quote a value, and values may be secrets.
+        let unreadable = |_| self.error("a key has a value of the wrong type");
+        let serde_json::Value::Object(mut set) =
+            serde_json::to_value(self.entry).map_err(unreadable)?
+        else {
+            return Err(self.error("cannot read the entry"));
+        };
+        set.retain(|key, value| {
+            !value.is_null()
+                && !matches!(key.as_str(), "name" | "kind" | "default")
+                && !COMMON.contains(&key.as_str())
+        });
+        let known = fields_of::<T>();
+        if let Some(key) = set.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(self.error(format!("`{key}` is not used by kind `{}`", self.entry.kind)));
         }
-        Ok(())
+        serde_json::from_value(serde_json::Value::Object(set)).map_err(unreadable)
     }
 
     pub fn required(&self, key: &str, value: &Option<String>) -> Result<String, ConfigError> {
@@ -89,13 +86,12 @@ impl<'a> Check<'a> {
     }
 
     /// `api_key` or `api_key_env`; optional (local servers such as Ollama need none).
-    pub fn api_key(&self) -> Result<Option<String>, ConfigError> {
-        let key = secret(
-            self.entry,
-            &self.entry.api_key,
-            &self.entry.api_key_env,
-            "api_key",
-        )?;
+    pub fn api_key(
+        &self,
+        inline: &Option<String>,
+        env: &Option<String>,
+    ) -> Result<Option<String>, ConfigError> {
+        let key = secret(self.entry, inline, env, "api_key")?;
         if let Some(k) = &key
             && (k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic()))
         {
@@ -107,20 +103,23 @@ impl<'a> Check<'a> {
     }
 
     /// `webhook_secret` or `webhook_secret_env`: `None` if neither is given.
-    pub fn webhook_secret(&self) -> Result<Option<Secret>, ConfigError> {
-        let text = secret(
-            self.entry,
-            &self.entry.webhook_secret,
-            &self.entry.webhook_secret_env,
-            "webhook_secret",
-        )?;
+    pub fn webhook_secret(
+        &self,
+        inline: &Option<String>,
+        env: &Option<String>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        let text = secret(self.entry, inline, env, "webhook_secret")?;
         text.map(|t| Secret::parse(&t).map_err(|e| self.error(format!("`webhook_secret` {e}"))))
             .transpose()
     }
 
     /// A webhook secret that the kind cannot work without.
-    pub fn required_webhook_secret(&self) -> Result<Secret, ConfigError> {
-        self.webhook_secret()?.ok_or_else(|| {
+    pub fn required_webhook_secret(
+        &self,
+        inline: &Option<String>,
+        env: &Option<String>,
+    ) -> Result<Secret, ConfigError> {
+        self.webhook_secret(inline, env)?.ok_or_else(|| {
             self.error(format!(
                 "`webhook_secret` (or `webhook_secret_env`) is required for kind `{}`: \
                  callbacks are verified with it",
@@ -152,8 +151,8 @@ impl<'a> Check<'a> {
         })
     }
 
-    pub fn retry(&self) -> Result<RetryPolicy, ConfigError> {
-        match self.entry.retries {
+    pub fn retry(&self, retries: Option<u32>) -> Result<RetryPolicy, ConfigError> {
+        match retries {
             Some(n) if n > 5 => Err(self.error("`retries` must be at most 5")),
             n => Ok(RetryPolicy {
                 retries: n.unwrap_or(1),
@@ -176,5 +175,39 @@ pub const fn secs(first: u64, gap: u64, total: u64) -> Deadlines {
         first_delta: Some(Duration::from_secs(first)),
         gap: Some(Duration::from_secs(gap)),
         total: Some(Duration::from_secs(total)),
+    }
+}
+
+/// The field names of struct `T`, as its `Deserialize` asks for them.
+fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
+    let mut names = FieldNames(&[]);
+    let _ = T::deserialize(&mut names);
+    names.0
+}
+
+/// A deserializer that only records the fields a struct asks for, then gives up.
+struct FieldNames(&'static [&'static str]);
+
+impl<'de> Deserializer<'de> for &mut FieldNames {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0 = fields;
+        Err(de::Error::custom("fields recorded"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
     }
 }

@@ -31,7 +31,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -103,6 +103,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/conversations/{id}", get(api::get))
         .route("/api/conversations/{id}/messages", post(api::post_message))
         .route("/api/conversations/{id}/interrupt", post(api::interrupt))
+        .route("/api/conversations/{id}/regenerate", post(api::regenerate))
+        .route(
+            "/api/conversations/{id}/messages/{message_id}",
+            put(api::edit_message),
+        )
         .route(
             "/webhooks/openai",
             post(webhooks::openai).layer(webhook_limit),

@@ -15,6 +15,7 @@ mod durability;
 mod errors;
 mod limits;
 mod metrics;
+mod operations;
 mod pages;
 mod provider_background;
 mod provider_config;
