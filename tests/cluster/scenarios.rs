@@ -46,6 +46,27 @@ async fn a_message_posted_on_one_node_streams_on_the_others() {
             );
         }
     }
+    // Regenerate, asked at a node that need not own it: the new reply replaces the last.
+    let resp = c
+        .http
+        .post(c.nodes[1].url(&format!("/api/conversations/{}/regenerate", conv.id)))
+        .bearer_auth(&conv.token)
+        .send()
+        .await
+        .expect("regenerate");
+    assert_eq!(resp.status().as_u16(), 202);
+    let regenerated: serde_json::Value = resp.json().await.expect("json");
+    let reply = regenerated["reply_id"].as_str().unwrap().to_owned();
+    for s in &mut streams {
+        let events = s
+            .until(WAIT, |e| is_end(e) && e.data["reply_id"] == reply)
+            .await;
+        assert!(
+            events
+                .iter()
+                .any(|e| e.event == "reply.started" && !e.data["replaces"].is_null())
+        );
+    }
     // The history is the same whichever node is asked.
     for n in &c.nodes {
         let v = c.get(&n.url(""), &conv).await.expect("history");
