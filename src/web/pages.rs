@@ -32,7 +32,7 @@ pub struct MessageView {
 }
 
 impl MessageView {
-    fn of(m: crate::conversation::Message) -> Self {
+    fn of(m: crate::chat::Message) -> Self {
         let status = m.status.as_str();
         let note = match (status, m.error) {
             ("interrupted", _) => "stopped".to_string(),
