@@ -33,14 +33,17 @@ const parser = new marked.Marked({
   },
 });
 
+// Exactly what marked emits for Markdown; anything else is dropped.
 const PURIFY = {
-  ALLOWED_URI_REGEXP: LIVE_URL,
-  FORBID_TAGS: ['style', 'img', 'svg', 'math', 'form', 'button', 'textarea', 'select', 'iframe'],
-  FORBID_ATTR: ['style', 'class', 'id', 'name'],
+  ALLOWED_TAGS: ['p', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'strong', 'em', 'del', 's', 'code', 'pre',
+    'ul', 'ol', 'li', 'input', 'blockquote', 'a', 'table', 'thead', 'tbody', 'tr', 'th', 'td', 'hr', 'br'],
+  ALLOWED_ATTR: ['href', 'title', 'type', 'checked', 'disabled', 'aria-label', 'align', 'start'],
   ALLOW_DATA_ATTR: false,
+  ALLOW_ARIA_ATTR: false,
 };
 
 DOMPurify.addHook('afterSanitizeAttributes', (node) => {
+  if (node.tagName === 'INPUT' && node.getAttribute('type') !== 'checkbox') node.setAttribute('type', 'checkbox');
   if (node.tagName === 'A') {
     const href = node.getAttribute('href');
     if (!href || !LIVE_URL.test(href)) node.removeAttribute('href');

@@ -188,10 +188,12 @@ export class MessageList {
   refresh() {
     const all = [...this.root.querySelectorAll('[data-testid="message"]')];
     const lastAssistant = all.filter((el) => el.dataset.role === 'assistant').at(-1);
+    const show = (btn, on) => {
+      if (btn.hidden === on) btn.hidden = !on; // untouched unless it changes
+    };
     for (const el of all) {
-      const user = el.dataset.role === 'user';
-      el.querySelector('[data-testid="edit"]').hidden = !user;
-      el.querySelector('[data-testid="regenerate"]').hidden = el !== lastAssistant || el.dataset.status === 'streaming';
+      show(el.querySelector('[data-testid="edit"]'), el.dataset.role === 'user');
+      show(el.querySelector('[data-testid="regenerate"]'), el === lastAssistant && el.dataset.status !== 'streaming');
     }
     this.actions.changed();
   }
