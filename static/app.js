@@ -190,6 +190,8 @@ function render() {
   els.stop.hidden = s === 'idle';
   const [cs, label] = connectionState();
   els.connection.dataset.state = cs;
+  // How this tab gets its events: its own EventSource, a leader tab's relay, or none.
+  els.connection.dataset.stream = !conv || conv.feed.suspended ? 'none' : conv.feed.leader ? 'own' : 'shared';
   els.connection.textContent = label;
   // In the background, without its stream, the tab still hears of a new reply.
   if (conv && conv.feed.suspended && s !== 'idle') els.missed.hidden = false;
