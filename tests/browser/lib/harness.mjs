@@ -186,6 +186,15 @@ export async function openNewChat(page) {
   return conversationId(page);
 }
 
+/** Opens a new conversation in `page` and a second tab on it; returns the second tab. */
+export async function secondTab(page, newPage) {
+  const id = await openNewChat(page);
+  const other = await newPage();
+  await other.goto(`/c/${encodeURIComponent(id)}`);
+  await waitConnection(other, 'live');
+  return other;
+}
+
 export function conversationId(page) {
   const m = /\/c\/([^/?#]+)/.exec(page.url());
   if (!m) throw new Error(`not on a conversation page: ${page.url()}`);

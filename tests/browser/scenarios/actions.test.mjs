@@ -5,20 +5,12 @@
 
 import assert from 'node:assert/strict';
 
-import { messages, openNewChat, scenario, sel, send, waitAssistant, waitConnection } from '../lib/harness.mjs';
-
-async function twoTabs(page, newPage) {
-  const id = await openNewChat(page);
-  const other = await newPage();
-  await other.goto(`/c/${encodeURIComponent(id)}`);
-  await waitConnection(other, 'live');
-  return other;
-}
+import { messages, scenario, secondTab, sel, send, waitAssistant, waitConnection } from '../lib/harness.mjs';
 
 const shape = async (page) => (await messages(page)).map((m) => [m.role, m.status, m.text]);
 
 scenario('regenerate: the last reply is replaced in place, in every tab', { server: { delayMs: 5 } }, async ({ page, newPage }) => {
-  const b = await twoTabs(page, newPage);
+  const b = await secondTab(page, newPage);
   await send(page, '/echo the first answer');
   const first = await waitAssistant(page, { status: 'complete' });
   await waitAssistant(b, { status: 'complete' });
@@ -45,7 +37,7 @@ scenario('regenerate: the last reply is replaced in place, in every tab', { serv
 
 scenario('edit: a user message is edited in place and resent; later messages go, in every tab', { server: { delayMs: 5 } }, async ({ page, newPage, context }) => {
   await context.grantPermissions(['clipboard-read', 'clipboard-write']);
-  const b = await twoTabs(page, newPage);
+  const b = await secondTab(page, newPage);
   await send(page, '/echo one');
   await waitAssistant(page, { status: 'complete' });
   await send(page, '/echo two');
