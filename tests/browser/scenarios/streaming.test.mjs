@@ -21,7 +21,7 @@ import {
   wordCount,
 } from '../lib/harness.mjs';
 
-scenario('a reply streams in word by word and ends complete', { server: { delayMs: 6 } }, async ({ page, context }) => {
+scenario('a reply streams in word by word and ends complete', { server: { delayMs: 12 } }, async ({ page, context }) => {
   const id = await openNewChat(page);
   assert.equal(await page.locator(sel.stop).isVisible(), false, 'Stop is hidden while idle');
 
