@@ -311,7 +311,10 @@ document.addEventListener('keydown', (e) => {
     interrupt();
   }
 });
-els.newChat.addEventListener('click', () => newChat(true));
+els.newChat.addEventListener('click', () => {
+  panel.setOpen(false); // folds it where it folds; a no-op where there is room
+  newChat(true);
+});
 window.addEventListener('popstate', () => {
   const m = /^\/c\/([^/]+)$/.exec(location.pathname);
   if (m) switchTo(decodeURIComponent(m[1]), false);

@@ -20,6 +20,8 @@ async function waitItems(page, n) {
 
 /** Starts a new chat from the panel and sends its first message; returns the new id. */
 async function chat(page, text) {
+  const toggle = page.locator('[data-testid="conversation-panel-toggle"]');
+  if (await toggle.isVisible()) await toggle.click(); // narrow: New chat is in the panel
   await page.locator(sel.newChat).click();
   await page.waitForURL((u) => u.pathname === '/');
   await send(page, text);
@@ -28,8 +30,10 @@ async function chat(page, text) {
   return decodeURIComponent(new URL(page.url()).pathname.slice(3));
 }
 
+/** This browser's conversations as the server lists them (no session yet: none). */
 async function ownList(context) {
   const res = await context.request.get('/api/conversations');
+  if (res.status() === 401) return [];
   assert.equal(res.status(), 200, 'the session cookie lists this browser\'s conversations');
   return (await res.json()).conversations;
 }
