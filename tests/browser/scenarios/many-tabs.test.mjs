@@ -50,9 +50,9 @@ function connections(port) {
 async function sendAndStop(tab) {
   const before = (await messages(tab)).filter((m) => m.role === 'assistant').length;
   await send(tab, '/count 5000');
-  await waitAssistant(tab, { count: before + 1, status: 'streaming', minLength: 20, timeout: 10_000 });
+  await waitAssistant(tab, { count: before + 1, status: 'streaming', minLength: 20, timeout: 20_000 });
   await tab.locator(sel.stop).click();
-  const stopped = await waitAssistant(tab, { count: before + 1, status: 'interrupted', timeout: 10_000 });
+  const stopped = await waitAssistant(tab, { count: before + 1, status: 'interrupted', timeout: 20_000 });
   assert.equal(stopped.text, countText(stopped.text.split(' ').length));
 }
 
