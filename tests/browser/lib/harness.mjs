@@ -79,7 +79,8 @@ const slug = (s) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g
 /**
  * Declares one independent scenario.
  * @param {string} name
- * @param {{server?: object, timeout?: number}} opts server options for ChatServer.start
+ * @param {{server?: object, timeout?: number, needs?: (server: ChatServer) => Promise<string|null>}} opts
+ *   server options for ChatServer.start; `needs` names what the server lacks (or null)
  * @param {(env: {server: ChatServer, context: import('playwright-core').BrowserContext,
  *   page: import('playwright-core').Page, newPage: () => Promise<import('playwright-core').Page>,
  *   t: import('node:test').TestContext}) => Promise<void>} body
@@ -87,6 +88,13 @@ const slug = (s) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g
 export function scenario(name, opts, body) {
   test(name, { timeout: opts.timeout ?? 45_000 }, async (t) => {
     const server = await ChatServer.start(opts.server || {});
+    // A scenario for an API another branch brings: skipped, loudly, while this server lacks it.
+    const missing = opts.needs ? await opts.needs(server).catch((e) => `probe failed: ${e.message}`) : null;
+    if (missing) {
+      t.skip(`SKIPPED: the server lacks ${missing}`);
+      await server.stop();
+      return;
+    }
     let browser = null;
     let context = null;
     const pageErrors = [];
@@ -302,3 +310,21 @@ export const countText = (n) => Array.from({ length: n }, (_, i) => String(i + 1
 export const wordCount = (text) => (text ? text.split(' ').length : 0);
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** `needs` probe: the conversation list of issue 13 (GET /api/conversations; 405 without it). */
+export async function needsConversationList(server) {
+  const res = await fetch(server.url('/api/conversations'));
+  return res.status === 405 || res.status === 404 ? 'GET /api/conversations (issue 13)' : null;
+}
+
+/** `needs` probe: issue 14's operations (regenerate answers 409 on a chat with no reply). */
+export async function needsOperations(server) {
+  const made = await fetch(server.url('/api/conversations'), {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}',
+  });
+  const { id, token } = await made.json();
+  const res = await fetch(server.url(`/api/conversations/${id}/regenerate`), {
+    method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` }, body: '{}',
+  });
+  return res.status === 409 ? null : `POST …/regenerate (issue 14's operations; got ${res.status})`;
+}

@@ -5,11 +5,11 @@
 
 import assert from 'node:assert/strict';
 
-import { messages, scenario, secondTab, sel, send, waitAssistant, waitConnection } from '../lib/harness.mjs';
+import { messages, scenario, secondTab, sel, send, waitAssistant, waitConnection, needsOperations } from '../lib/harness.mjs';
 
 const shape = async (page) => (await messages(page)).map((m) => [m.role, m.status, m.text]);
 
-scenario('regenerate: the last reply is replaced in place, in every tab', { server: { delayMs: 5 } }, async ({ page, newPage }) => {
+scenario('regenerate: the last reply is replaced in place, in every tab', { server: { delayMs: 5 }, needs: needsOperations }, async ({ page, newPage }) => {
   const b = await secondTab(page, newPage);
   await send(page, '/echo the first answer');
   const first = await waitAssistant(page, { status: 'complete' });
@@ -35,7 +35,7 @@ scenario('regenerate: the last reply is replaced in place, in every tab', { serv
   assert.ok(await page.locator(`${sel.assistant} [data-testid="regenerate"]`).isVisible(), 'the new reply can be regenerated again');
 });
 
-scenario('edit: a user message is edited in place and resent; later messages go, in every tab', { server: { delayMs: 5 } }, async ({ page, newPage, context }) => {
+scenario('edit: a user message is edited in place and resent; later messages go, in every tab', { server: { delayMs: 5 }, needs: needsOperations }, async ({ page, newPage, context }) => {
   await context.grantPermissions(['clipboard-read', 'clipboard-write']);
   const b = await secondTab(page, newPage);
   await send(page, '/echo one');

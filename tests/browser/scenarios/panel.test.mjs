@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 
-import { messages, scenario, sel, send, serverConversation, waitAssistant, waitConnection } from '../lib/harness.mjs';
+import { messages, scenario, sel, send, serverConversation, waitAssistant, waitConnection, needsConversationList } from '../lib/harness.mjs';
 
 const list = '[data-testid="conversation-list"]';
 const item = '[data-testid="conversation-item"]';
@@ -38,7 +38,7 @@ async function ownList(context) {
   return (await res.json()).conversations;
 }
 
-scenario('new chat: `/` stores nothing until the first send, then moves to /c/{id}', { server: { delayMs: 2 } }, async ({ page, context }) => {
+scenario('new chat: `/` stores nothing until the first send, then moves to /c/{id}', { server: { delayMs: 2 }, needs: needsConversationList }, async ({ page, context }) => {
   await page.goto('/');
   assert.equal(new URL(page.url()).pathname, '/', '`/` does not redirect');
   await waitConnection(page, 'live');
@@ -54,7 +54,7 @@ scenario('new chat: `/` stores nothing until the first send, then moves to /c/{i
   assert.equal((await serverConversation(context, id)).messages.length, 2);
 });
 
-scenario('panel: most recent first, open in place, rename, delete after confirming', { server: { delayMs: 2 }, timeout: 60_000 }, async ({ page, context }) => {
+scenario('panel: most recent first, open in place, rename, delete after confirming', { server: { delayMs: 2 }, timeout: 60_000, needs: needsConversationList }, async ({ page, context }) => {
   await page.goto('/');
   const c1 = await chat(page, '/echo one');
   const c2 = await chat(page, '/echo two');
@@ -103,7 +103,7 @@ scenario('panel: most recent first, open in place, rename, delete after confirmi
   assert.deepEqual((await waitItems(page, 1)).map(([id]) => id), [c1]);
 });
 
-scenario('panel at 390 px: folded away, the toggle shows it, opening an item folds it again', { server: { delayMs: 2 } }, async ({ page }) => {
+scenario('panel at 390 px: folded away, the toggle shows it, opening an item folds it again', { server: { delayMs: 2 }, needs: needsConversationList }, async ({ page }) => {
   await page.setViewportSize({ width: 390, height: 760 });
   await page.goto('/');
   const c1 = await chat(page, '/echo one');
