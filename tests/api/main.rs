@@ -10,6 +10,7 @@ mod ws_client;
 
 mod backpressure;
 mod durability;
+mod echo;
 mod errors;
 mod limits;
 mod metrics;
