@@ -12,6 +12,7 @@ mod ws_client;
 
 mod backpressure;
 mod durability;
+mod echo;
 mod errors;
 mod limits;
 mod metrics;
