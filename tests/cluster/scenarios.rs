@@ -204,6 +204,29 @@ async fn killing_the_owner_mid_reply_fails_the_reply_on_the_other_nodes_within_t
     for s in &mut streams {
         s.until(WAIT, |e| e.event == "reply.completed").await;
     }
+    // The survivor that took over counts it.
+    let mut crash_takeovers = 0;
+    for &i in &readers {
+        let text = c
+            .http
+            .get(c.nodes[i].url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            text.contains("chatwire_log_append_latency_seconds_count"),
+            "{text}"
+        );
+        crash_takeovers += text
+            .lines()
+            .find_map(|l| l.strip_prefix("chatwire_lease_takeovers_total{previous=\"crash\"} "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    assert_eq!(crash_takeovers, 1);
     checker.assert_clean();
     eprintln!("takeover after SIGKILL: {took:?}");
 }
