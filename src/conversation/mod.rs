@@ -7,12 +7,13 @@
 //! in cluster mode may be the owner on another node.
 
 mod actor;
-pub mod events;
+pub(crate) mod events;
 mod handle;
-pub mod presence;
+pub(crate) mod presence;
 mod registry;
 mod service;
 
+pub use events::Frame;
 pub use handle::{
     ActorError, IfBusy, MAX_QUEUED, Posted, Refusal, Snapshot, Subscription, WatchSlot,
 };

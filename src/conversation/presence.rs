@@ -191,12 +191,4 @@ impl Typists {
     pub fn who(&self) -> impl Iterator<Item = &Arc<str>> {
         self.until.keys()
     }
-
-    pub fn len(&self) -> usize {
-        self.until.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.until.is_empty()
-    }
 }

@@ -13,8 +13,8 @@
 mod api;
 mod auth;
 mod body;
-pub mod error;
-pub mod limit;
+pub(crate) mod error;
+mod limit;
 mod metrics;
 mod pages;
 mod sse;
@@ -48,7 +48,7 @@ use error::AppError;
 /// What every route can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
     /// Where routes find, create and open conversations.
     pub conversations: Conversations,
     pub providers: Providers,
@@ -56,15 +56,15 @@ pub struct AppState {
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
     /// Long-lived tasks (actors, WebSocket sessions) that shutdown waits for.
-    pub tracker: TaskTracker,
-    pub limits: Arc<Limiters>,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) limits: Arc<Limiters>,
     /// Counters and gauges served at `/metrics`.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// The rate limiters every route shares.
 #[derive(Debug)]
-pub struct Limiters {
+pub(crate) struct Limiters {
     /// Requests per client address.
     pub per_client: limit::RateLimiter<IpAddr>,
     /// Messages per conversation.

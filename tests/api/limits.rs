@@ -10,15 +10,16 @@ use crate::helpers::*;
 
 /// Checks a 429: JSON `rate_limited` and a whole-second `Retry-After` within `max` s.
 async fn assert_limited(resp: reqwest::Response, max: u64) {
-    assert_eq!(resp.status(), 429);
-    let retry: u64 = resp.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = retry_after(resp.status().as_u16(), resp.headers());
     assert!((1..=max).contains(&retry), "Retry-After {retry}");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+}
+
+/// The `Retry-After` seconds of a response that must be a 429.
+fn retry_after(status: u16, headers: &axum::http::HeaderMap) -> u64 {
+    assert_eq!(status, 429);
+    headers["retry-after"].to_str().unwrap().parse().unwrap()
 }
 
 /// One request through the router in-process, as if from `peer` (so the per-address limit
@@ -56,13 +57,7 @@ async fn a_flood_from_one_address_gets_429_then_the_server_answers_again() {
     assert_eq!(ok, 30, "{ok} allowed");
     assert_eq!(limited.len(), 15);
     for resp in limited {
-        assert_eq!(resp.status(), 429);
-        let retry: u64 = resp.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(retry, 2, "Retry-After {retry}");
+        assert_eq!(retry_after(resp.status().as_u16(), resp.headers()), 2);
         let body = http_body_util::BodyExt::collect(resp.into_body()).await;
         let body: Value = serde_json::from_slice(&body.unwrap().to_bytes()).unwrap();
         assert_eq!(body["error"]["code"], "rate_limited", "{body}");
