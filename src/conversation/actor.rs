@@ -7,6 +7,7 @@
 //! one" and "subscribe = replay + live with no gap" hold by construction.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -21,7 +22,7 @@ use super::message::Message;
 use super::presence::{BotState, PresenceFrame, Typists};
 use crate::metrics::Metrics;
 use crate::providers::{Callback, Provider, ReplyEvent};
-use crate::storage::Store;
+use crate::storage::{Epoch, Store, StoreError};
 
 mod durability;
 mod reply;
@@ -53,6 +54,8 @@ pub(crate) struct Actor {
     id: Arc<str>,
     provider: Arc<dyn Provider>,
     store: Store,
+    /// This actor's ownership epoch: every write it makes carries it (see `storage`).
+    epoch: Epoch,
     messages: Vec<Message>,
     next_id: u64,
     reserved_until: u64,
@@ -86,6 +89,7 @@ pub(crate) struct ActorParts {
     pub(crate) id: Arc<str>,
     pub(crate) provider: Arc<dyn Provider>,
     pub(crate) store: Store,
+    pub(crate) epoch: Epoch,
     pub(crate) messages: Vec<Message>,
     pub(crate) next_id: u64,
     pub(crate) log: ReplayLog,
@@ -122,6 +126,7 @@ impl Actor {
             id: p.id,
             provider: p.provider,
             store: p.store,
+            epoch: p.epoch,
             messages: p.messages,
             next_id: p.next_id,
             reserved_until: p.next_id,
@@ -152,6 +157,10 @@ impl Actor {
         // storage queries, and inline they would make every idle actor's task several KiB.
         // Reply events, the hot path, stay inline (their one storage write is boxed).
         Box::pin(self.recover()).await;
+        if self.storage_failed() {
+            Box::pin(self.stop()).await;
+            return;
+        }
         // One shutdown future for the whole loop: making a new one each turn (that is,
         // each token) takes the token's lock and joins and leaves its waiter list. It is
         // polled last, so only on turns where nothing else was ready (every poll of it
@@ -194,6 +203,9 @@ impl Actor {
             }
             if self.reserve_needed {
                 Box::pin(self.reserve_event_ids()).await;
+            }
+            if self.storage_failed() {
+                break;
             }
         }
         Box::pin(self.stop()).await;
@@ -323,10 +335,37 @@ impl Actor {
         }
     }
 
+    /// A write of this actor failed (the database is unreachable, or a newer owner has
+    /// claimed the conversation). Logged; the actor stops at the end of this turn.
+    fn write_failed(&self, what: &str, e: &StoreError) {
+        if matches!(e, StoreError::Fenced { .. }) {
+            tracing::warn!(conversation = %self.id, error = %e, "{what}: no longer the owner; stopping");
+        } else {
+            tracing::error!(conversation = %self.id, error = %e, "{what}; stopping");
+        }
+        self.shared.storage_failed.store(true, Ordering::Release);
+    }
+
+    fn storage_failed(&self) -> bool {
+        self.shared.storage_failed.load(Ordering::Acquire)
+    }
+
     /// Last acts: a reply in progress is interrupted and stored, the replay window and
     /// the exact event-number floor are written, and every stream watching this
     /// conversation is ended.
+    ///
+    /// After a failed write none of that happens: what this actor holds may differ from
+    /// what is stored, so it publishes and writes nothing more (as if it had crashed). The
+    /// reply in progress is dropped (cancelling it upstream); streams end with a `retry:`
+    /// hint, and the next actor starts from storage, marks the reply failed with its last
+    /// checkpoint and numbers events above the reserved floor.
     async fn stop(&mut self) {
+        if self.storage_failed() {
+            self.reply = None;
+            self.shared.replying.store(false, Ordering::Release);
+            self.done.cancel();
+            return;
+        }
         self.interrupt(None).await;
         for who in self
             .typists
@@ -335,7 +374,11 @@ impl Actor {
             self.announce(PresenceFrame::typing(&who, false));
         }
         self.save_events().await;
-        if let Err(e) = self.store.set_event_id_floor(&self.id, self.next_id).await {
+        if let Err(e) = self
+            .store
+            .set_event_id_floor(&self.id, self.epoch, self.next_id)
+            .await
+        {
             tracing::warn!(conversation = %self.id, error = %e, "cannot store event-id floor");
         }
         self.done.cancel();

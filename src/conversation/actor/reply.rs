@@ -42,12 +42,19 @@ impl Actor {
     ) -> Result<Posted, ActorError> {
         // Barge-in: the old reply ends, with its event, before the new message exists.
         self.interrupt(None).await;
+        if self.storage_failed() {
+            return Err(ActorError::Unavailable("a write to storage failed".into()));
+        }
 
         let user = Message::user(text);
-        self.store
-            .insert_message(&self.id, self.messages.len(), &user)
+        if let Err(e) = self
+            .store
+            .insert_message(&self.id, self.epoch, self.messages.len(), &user)
             .await
-            .map_err(|e| ActorError::Storage(e.to_string()))?;
+        {
+            self.write_failed("cannot store a user message", &e);
+            return Err(e.into());
+        }
         self.publish(Event::UserMessage {
             message_id: &user.id,
             text: &user.text,
@@ -67,11 +74,16 @@ impl Actor {
         let reply = Message::streaming_reply();
         if let Err(e) = self
             .store
-            .insert_message(&self.id, self.messages.len(), &reply)
+            .insert_message(&self.id, self.epoch, self.messages.len(), &reply)
             .await
         {
-            // The reply still runs; its final state is written when it ends.
-            tracing::warn!(conversation = %self.id, error = %e, "cannot store reply start");
+            // The user's message is stored (so it is acknowledged), but its reply cannot
+            // be: the actor stops before starting it.
+            self.write_failed("cannot store a reply's start", &e);
+            return Ok(Posted {
+                message_id,
+                reply_id: reply.id,
+            });
         }
         let reply_id = reply.id.clone();
         let started = self.publish(Event::ReplyStarted {
@@ -184,8 +196,8 @@ impl Actor {
             self.announce(PresenceFrame::interrupted(&msg.id));
         }
         self.set_bot(BotState::Idle);
-        if let Err(e) = Box::pin(self.store.update_message(&msg)).await {
-            tracing::error!(conversation = %self.id, error = %e, "cannot store finished reply");
+        if let Err(e) = Box::pin(self.store.update_message(&self.id, self.epoch, &msg)).await {
+            self.write_failed("cannot store a finished reply", &e);
         }
         Some(msg.id)
     }
