@@ -32,7 +32,11 @@ async fn a_restarted_database_means_503_then_recovery_with_nothing_acknowledged_
     let ended = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(item) = sse.next_item().await {
             if item.is_event() {
-                assert_eq!(item.kind(), "reply.delta", "no terminal event while unstored");
+                assert_eq!(
+                    item.kind(),
+                    "reply.delta",
+                    "no terminal event while unstored"
+                );
             }
         }
     })
@@ -69,12 +73,21 @@ async fn a_restarted_database_means_503_then_recovery_with_nothing_acknowledged_
     }
     let stored = app.get_conv(&conv).await;
     let messages = stored["messages"].as_array().expect("messages");
-    let texts: Vec<&str> = messages.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = messages
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
     assert_eq!(messages.len(), 4, "{stored}");
     assert_eq!(texts[0], "hello");
     assert_eq!(messages[1]["status"], "complete");
-    assert_eq!(texts[2], "/count 100000", "the acknowledged message is kept");
-    assert_eq!(messages[3]["status"], "failed", "the cut-off reply: {stored}");
+    assert_eq!(
+        texts[2], "/count 100000",
+        "the acknowledged message is kept"
+    );
+    assert_eq!(
+        messages[3]["status"], "failed",
+        "the cut-off reply: {stored}"
+    );
 
     let mut sse = app.sse(&conv, None).await;
     app.post_ok(&conv, "after").await;

@@ -53,14 +53,17 @@ impl SqliteStore {
     }
 
     pub(in crate::storage) async fn claim(&self, id: &str) -> Result<Epoch, StoreError> {
-        let epoch: Option<i64> = sqlx::query_scalar(
+        // `fetch_all`, not `fetch_optional`: a `RETURNING` statement left unfinished would
+        // keep SQLite's write lock until the statement is reset.
+        let epoch: Vec<i64> = sqlx::query_scalar(
             "UPDATE conversations SET owner_epoch = owner_epoch + 1 WHERE id = ? RETURNING owner_epoch",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
         epoch
-            .map(Epoch)
+            .first()
+            .map(|e| Epoch(*e))
             .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 
