@@ -5,7 +5,7 @@
 //! (and the registry that starts it) calls these; see the module docs for the epochs.
 
 use super::{Store, StoreError, dispatch};
-use crate::conversation::Message;
+use crate::chat::Message;
 
 /// A conversation as storage holds it.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use chatwire::providers::ExtraProviders;
 use chatwire::{Config, Server};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -39,12 +40,22 @@ pub fn test_db_url() -> Option<String> {
 }
 
 pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_providers(change, ExtraProviders::default()).await
+}
+
+/// Like [`spawn_app_with`], with providers built in the test besides the configured ones.
+pub async fn spawn_app_with_providers(
+    change: impl FnOnce(&mut Config),
+    extra: ExtraProviders,
+) -> TestApp {
     let mut config = Config::for_tests();
     if let Some(url) = test_db_url() {
         config.db = url;
     }
     change(&mut config);
-    let server = Server::start(config).await.expect("server starts");
+    let server = Server::start_with(config, extra)
+        .await
+        .expect("server starts");
     TestApp {
         addr: server.addr,
         server: Some(server),

@@ -1,6 +1,6 @@
 //! Conversations, messages, event floors and the replay window, on both backends.
 
-use chatwire::conversation::{Message, Status};
+use chatwire::chat::{Message, Status};
 use chatwire::storage::Epoch;
 
 use crate::stores;

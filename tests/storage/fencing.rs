@@ -1,7 +1,7 @@
 //! The ownership epoch: a claim fences every write of the previous epoch, on both
 //! backends, and a fenced write changes nothing.
 
-use chatwire::conversation::{Message, Status};
+use chatwire::chat::{Message, Status};
 use chatwire::storage::{Epoch, StoreError};
 
 use crate::stores;

@@ -29,7 +29,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use super::errors::describe;
-use crate::conversation::Role;
+use crate::chat::Role;
 use crate::providers::callback::{OpenAiEvent, OpenAiEventKind};
 use crate::providers::job::{
     CALLBACK_QUEUE, CallbackHandler, callback_stream, spawn_job, word_deltas,

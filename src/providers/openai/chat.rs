@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::errors::describe;
-use crate::conversation::Role;
+use crate::chat::Role;
 use crate::providers::retry::{Attempt, RetryPolicy, retry_before_first_delta};
 use crate::providers::{Provider, ProviderInfo, Reply, ReplyEvent, ReplyRequest, Turn};
 

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use sqlx::Row;
 
 use super::PgStore;
-use crate::conversation::{Message, Role, Status};
+use crate::chat::{Message, Role, Status};
 use crate::storage::conversations::fence_verdict;
 use crate::storage::{Epoch, StoreError, StoredConversation, StoredEvent};
 
