@@ -10,7 +10,8 @@
 //! This file opens the database; the operations are grouped as the tables are:
 //! [`conversations`] (conversations, messages, event numbers, the replay window, ownership)
 //! and [`webhooks`] (webhook receipts, provider jobs). Each backend keeps its queries with
-//! its tables in `sqlite/` and `postgres/`; [`Store`] dispatches to one of them.
+//! its tables in `sqlite/` and `postgres/` (the Rust that binds and decodes the queries
+//! both have is written once, in `queries`); [`Store`] dispatches to one of them.
 //!
 //! # Ownership epochs (fencing)
 //!
@@ -35,6 +36,7 @@
 mod conversations;
 mod error;
 mod postgres;
+mod queries;
 mod sqlite;
 mod webhooks;
 

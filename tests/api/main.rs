@@ -15,6 +15,7 @@ mod ws_client;
 mod backpressure;
 mod durability;
 mod errors;
+mod fencing;
 mod limits;
 mod metrics;
 mod pages;

@@ -47,8 +47,19 @@ pub struct PgServer {
     dir: PathBuf,
     /// The running postmaster's launcher (`runuser` or `postgres` itself), reaped on stop.
     running: Mutex<Option<Child>>,
-    /// Held open for the life of the process; its closing tells the watchdog to clean up.
-    _watchdog: ChildStdin,
+    /// The watchdog, and our end of its pipe: closing it (when this is dropped, or when
+    /// the process exits) tells the watchdog to clean up.
+    watchdog: Option<(Child, ChildStdin)>,
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        if let Some((mut child, pipe)) = self.watchdog.take() {
+            drop(pipe);
+            // Bounded: the watchdog waits at most 10 s for the server to stop.
+            let _ = child.wait();
+        }
+    }
 }
 
 fn unique() -> u64 {
@@ -110,7 +121,7 @@ impl PgServer {
         let server = PgServer {
             dir,
             running: Mutex::new(None),
-            _watchdog: watchdog,
+            watchdog: Some(watchdog),
         };
         server.start_again();
         server
@@ -219,7 +230,7 @@ impl PgServer {
 
 /// A shell in its own session that waits for our end of its stdin to close, then stops
 /// the server in `dir` by its pid and removes `dir`.
-fn spawn_watchdog(dir: &Path) -> ChildStdin {
+fn spawn_watchdog(dir: &Path) -> (Child, ChildStdin) {
     let script = r#"
         trap '' INT TERM HUP
         while read -r _; do :; done
@@ -240,5 +251,6 @@ fn spawn_watchdog(dir: &Path) -> ChildStdin {
         .process_group(0)
         .spawn()
         .expect("start the PostgreSQL watchdog");
-    child.stdin.take().expect("watchdog stdin")
+    let pipe = child.stdin.take().expect("watchdog stdin");
+    (child, pipe)
 }

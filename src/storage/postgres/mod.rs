@@ -18,6 +18,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use super::queries::shared_queries;
 use super::{StoreError, migration, migrator};
 
 /// How long a query waits for a connection before it is `Unavailable` (503): short, so a
@@ -56,13 +57,6 @@ impl PgStore {
         migrations().run(&pool).await?;
         Ok(PgStore { pool })
     }
-
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    pub(super) async fn close(&self) {
-        self.pool.close().await;
-    }
 }
+
+shared_queries!(PgStore, conversations, webhooks);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::queries::shared_queries;
 use super::{StoreError, migration, migrator};
 
 /// A SQLite database.
@@ -78,13 +79,6 @@ impl SqliteStore {
         migrations().run(&pool).await?;
         Ok(SqliteStore { pool })
     }
-
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    pub(super) async fn close(&self) {
-        self.pool.close().await;
-    }
 }
+
+shared_queries!(SqliteStore, conversations, webhooks);
