@@ -55,7 +55,7 @@ impl Actor {
             self.write_failed("cannot store a user message", &e);
             return Err(e.into());
         }
-        self.publish(Event::UserMessage {
+        self.events.publish(Event::UserMessage {
             message_id: &user.id,
             text: &user.text,
         });
@@ -86,11 +86,11 @@ impl Actor {
             });
         }
         let reply_id = reply.id.clone();
-        let started = self.publish(Event::ReplyStarted {
+        let started = self.events.publish(Event::ReplyStarted {
             reply_id: &reply_id,
             provider: &self.provider.info().name.clone(),
         });
-        self.log.pin_from(started);
+        self.events.pin_from(started);
         self.messages.push(reply);
         self.shared.replying.store(true, Ordering::Release);
         let stream = self.provider.start(ReplyRequest {
@@ -107,7 +107,7 @@ impl Actor {
             next_checkpoint: Instant::now() + CHECKPOINT_EVERY,
             awaiting_first: Some(received),
         });
-        self.set_bot(BotState::Thinking);
+        self.presence.set_bot(BotState::Thinking);
         Ok(Posted {
             message_id,
             reply_id,
@@ -129,9 +129,9 @@ impl Actor {
                     self.metrics.time_to_first_token(received.elapsed());
                 }
                 self.metrics.delta_published();
-                self.set_bot(BotState::Streaming);
+                self.presence.set_bot(BotState::Streaming);
                 self.messages[index].text.push_str(&text);
-                self.publish(Event::ReplyDelta {
+                self.events.publish(Event::ReplyDelta {
                     reply_id: &reply_id,
                     text: &text,
                 });
@@ -168,21 +168,21 @@ impl Actor {
         msg.error = error;
         let msg = msg.clone();
         match status {
-            Status::Complete => self.publish(Event::ReplyCompleted {
+            Status::Complete => self.events.publish(Event::ReplyCompleted {
                 reply_id: &msg.id,
                 text: &msg.text,
             }),
-            Status::Interrupted => self.publish(Event::ReplyInterrupted {
+            Status::Interrupted => self.events.publish(Event::ReplyInterrupted {
                 reply_id: &msg.id,
                 text: &msg.text,
             }),
-            _ => self.publish(Event::ReplyFailed {
+            _ => self.events.publish(Event::ReplyFailed {
                 reply_id: &msg.id,
                 error: msg.error.as_deref().unwrap_or("the reply failed"),
                 text: &msg.text,
             }),
         };
-        self.log.unpin();
+        self.events.unpin();
         self.shared.replying.store(false, Ordering::Release);
         self.metrics.reply_finished(match status {
             Status::Complete => Outcome::Completed,
@@ -193,9 +193,9 @@ impl Actor {
             self.metrics.interrupt_latency(received.elapsed());
         }
         if status == Status::Interrupted {
-            self.announce(PresenceFrame::interrupted(&msg.id));
+            self.presence.announce(PresenceFrame::interrupted(&msg.id));
         }
-        self.set_bot(BotState::Idle);
+        self.presence.set_bot(BotState::Idle);
         if let Err(e) = Box::pin(self.store.update_message(&self.id, self.epoch, &msg)).await {
             self.write_failed("cannot store a finished reply", &e);
         }
