@@ -6,6 +6,7 @@
 mod postgres;
 
 mod conversations;
+mod edits;
 mod fencing;
 mod outage;
 mod webhooks;
