@@ -26,7 +26,7 @@ use super::presence::PresenceHub;
 use crate::chat::Message;
 use crate::metrics::Metrics;
 use crate::providers::{Callback, Provider, ReplyEvent};
-use crate::storage::{Store, StoredConversation, StoredEvent};
+use crate::storage::{Epoch, Store, StoreError, StoredConversation, StoredEvent};
 use publisher::Publisher;
 
 mod durability;
@@ -96,6 +96,8 @@ pub(crate) struct Actor {
     id: Arc<str>,
     provider: Arc<dyn Provider>,
     store: Store,
+    /// This actor's ownership epoch: every write it makes carries it (see `storage`).
+    epoch: Epoch,
     metrics: Arc<Metrics>,
     messages: Vec<Message>,
     /// Event numbers, the replay log and the live broadcast.
@@ -155,6 +157,7 @@ impl Actor {
             id: id.clone(),
             provider,
             store: env.store.clone(),
+            epoch: stored.owner_epoch,
             metrics: env.metrics.clone(),
             messages: stored.messages,
             events: Publisher::new(
@@ -196,6 +199,10 @@ impl Actor {
         // storage queries, and inline they would make every idle actor's task several KiB.
         // Reply events, the hot path, stay inline (their one storage write is boxed).
         Box::pin(self.recover()).await;
+        if self.storage_failed() {
+            Box::pin(self.stop()).await;
+            return;
+        }
         Box::pin(self.resume_queue()).await;
         // One shutdown future for the whole loop: making a new one each turn (that is,
         // each token) takes the token's lock and joins and leaves its waiter list. It is
@@ -242,6 +249,9 @@ impl Actor {
             }
             if self.events.reservation_due() {
                 Box::pin(self.reserve_event_ids()).await;
+            }
+            if self.storage_failed() {
+                break;
             }
         }
         Box::pin(self.stop()).await;
@@ -310,18 +320,45 @@ impl Actor {
         }
     }
 
+    /// A write of this actor failed (the database is unreachable, or a newer owner has
+    /// claimed the conversation). Logged; the actor stops at the end of this turn.
+    fn write_failed(&self, what: &str, e: &StoreError) {
+        if matches!(e, StoreError::Fenced { .. }) {
+            tracing::warn!(conversation = %self.id, error = %e, "{what}: no longer the owner; stopping");
+        } else {
+            tracing::error!(conversation = %self.id, error = %e, "{what}; stopping");
+        }
+        self.shared.storage_failed.store(true, Ordering::Release);
+    }
+
+    fn storage_failed(&self) -> bool {
+        self.shared.storage_failed.load(Ordering::Acquire)
+    }
+
     /// Last acts: a reply in progress is interrupted and stored, the replay window and
     /// the exact event-number floor are written, and `done` is cancelled (WebSocket
     /// sessions end on it; SSE streams end when the actor, and with it the only sender of
     /// their broadcast channel, is dropped right after).
+    ///
+    /// After a failed write none of that happens: what this actor holds may differ from
+    /// what is stored, so it publishes and writes nothing more (as if it had crashed). The
+    /// reply in progress is dropped (cancelling it upstream); streams end with a `retry:`
+    /// hint, and the next actor starts from storage, marks the reply failed with its last
+    /// checkpoint and numbers events above the reserved floor.
     async fn stop(&mut self) {
+        if self.storage_failed() {
+            self.reply = None;
+            self.shared.replying.store(false, Ordering::Release);
+            self.life.done.cancel();
+            return;
+        }
         self.interrupt(None).await;
         self.presence
             .expire(Instant::now() + Duration::from_secs(3600));
         self.save_events().await;
         if let Err(e) = self
             .store
-            .set_event_id_floor(&self.id, self.events.next_id())
+            .set_event_id_floor(&self.id, self.epoch, self.events.next_id())
             .await
         {
             tracing::warn!(conversation = %self.id, error = %e, "cannot store event-id floor");

@@ -68,6 +68,21 @@ struct Table {
     awake: usize,
 }
 
+enum Lookup {
+    Live(ConversationHandle),
+    /// Its previous actor is still stopping: wait for this, then look again.
+    Wait(CancellationToken),
+    Absent,
+}
+
+/// Actor starts are serialised per conversation through one of this many locks.
+const START_STRIPES: usize = 64;
+
+fn stripe(id: &str) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(id) as usize % START_STRIPES
+}
+
 enum Install {
     Ready(ConversationHandle),
     /// The conversation's previous actor is still stopping: wait for it, then retry.
@@ -84,6 +99,8 @@ pub struct Registry {
     max_conversations: usize,
     generation: AtomicU64,
     me: Weak<Registry>,
+    /// Held while an actor is started from storage (see `find`).
+    starting: [tokio::sync::Mutex<()>; START_STRIPES],
 }
 
 impl Registry {
@@ -113,6 +130,7 @@ impl Registry {
             max_conversations: limits.max_conversations,
             generation: AtomicU64::new(0),
             me: me.clone(),
+            starting: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
         })
     }
 
@@ -159,12 +177,14 @@ impl Registry {
             .store
             .create_conversation(&id, &token_hash, &name, now)
             .await?;
+        let owner_epoch = self.env.store.claim(&id).await?;
         let stored = StoredConversation {
             id,
             token_hash,
             provider: name,
             created_at: now,
             event_id_floor: 1,
+            owner_epoch,
             messages: Vec::new(),
         };
         // The row exists now: start it even if that goes a little over the bound.
@@ -188,39 +208,46 @@ impl Registry {
 
     async fn find(&self, id: &str, token: Option<&str>) -> Result<ConversationHandle, ActorError> {
         for _ in 0..4 {
-            let previous = {
-                let mut table = self.table();
-                match table.entries.get_mut(id) {
-                    Some(Entry::Live { handle, last_used }) if handle.is_alive() => {
-                        if token.is_some_and(|t| !handle.token_matches(t)) {
-                            return Err(ActorError::NotFound);
-                        }
-                        *last_used = Instant::now();
-                        return Ok(handle.clone());
-                    }
-                    // A panicked actor: its task is about to clean up after it.
-                    Some(Entry::Live { handle, .. }) => Some(handle.cancel.clone()),
-                    Some(Entry::Stopping { done, .. }) => Some(done.clone()),
-                    None => None,
+            match self.lookup(id, token)? {
+                Lookup::Live(handle) => return Ok(handle),
+                Lookup::Wait(done) => {
+                    wait_done(&done).await?;
+                    continue;
                 }
-            };
-            if let Some(done) = previous {
-                wait_done(&done).await?;
+                Lookup::Absent => {}
             }
             if self.env.shutdown.is_cancelled() {
                 return Err(ActorError::Gone);
             }
-            let stored = self
-                .env
-                .store
+            // One start per conversation at a time: a second claim would fence the first
+            // actor. Whoever waited here finds the actor the first one started.
+            let starting = self.starting[stripe(id)].lock().await;
+            match self.lookup(id, token)? {
+                Lookup::Live(handle) => return Ok(handle),
+                Lookup::Wait(done) => {
+                    drop(starting);
+                    wait_done(&done).await?;
+                    continue;
+                }
+                Lookup::Absent => {}
+            }
+            let store = &self.env.store;
+            let stored = store
                 .load_conversation(id)
-                .await
-                .map_err(|e| ActorError::Storage(e.to_string()))?
+                .await?
                 .ok_or(ActorError::NotFound)?;
             if token.is_some_and(|t| !crate::ids::token_matches(t, &stored.token_hash)) {
                 return Err(ActorError::NotFound);
             }
-            let events = match self.env.store.load_events(id, self.env.replay_events).await {
+            // Take ownership, then load what the new epoch owns: a write of the previous
+            // epoch could have landed between the token check above and the claim.
+            let epoch = store.claim(id).await?;
+            let mut stored = store
+                .load_conversation(id)
+                .await?
+                .ok_or(ActorError::NotFound)?;
+            stored.owner_epoch = epoch;
+            let events = match store.load_events(id, self.env.replay_events).await {
                 Ok(events) => events,
                 Err(e) => {
                     // Resumes fall back to a `sync`; the conversation itself is fine.
@@ -230,11 +257,32 @@ impl Registry {
             };
             match self.install(stored, events, true) {
                 Install::Ready(handle) => return Ok(handle),
-                Install::Wait(done) => wait_done(&done).await?,
+                Install::Wait(done) => {
+                    drop(starting);
+                    wait_done(&done).await?
+                }
                 Install::Full => return Err(ActorError::Full),
             }
         }
         Err(ActorError::Busy)
+    }
+
+    /// What the table holds for conversation `id` (checking `token` against a live actor).
+    fn lookup(&self, id: &str, token: Option<&str>) -> Result<Lookup, ActorError> {
+        let mut table = self.table();
+        match table.entries.get_mut(id) {
+            Some(Entry::Live { handle, last_used }) if handle.is_alive() => {
+                if token.is_some_and(|t| !handle.token_matches(t)) {
+                    return Err(ActorError::NotFound);
+                }
+                *last_used = Instant::now();
+                Ok(Lookup::Live(handle.clone()))
+            }
+            // A panicked (or broken) actor: its task is about to clean up after it.
+            Some(Entry::Live { handle, .. }) => Ok(Lookup::Wait(handle.cancel.clone())),
+            Some(Entry::Stopping { done, .. }) => Ok(Lookup::Wait(done.clone())),
+            None => Ok(Lookup::Absent),
+        }
     }
 
     /// Puts idle actors to sleep until fewer than `max_conversations` are awake; `false`
