@@ -101,6 +101,10 @@ pub struct RunArgs {
     /// Measure chatwire only.
     #[arg(long)]
     skip_floor: bool,
+    /// The chatwire server's `--db`: in memory by default; a `postgres://…` URL measures
+    /// the PostgreSQL backend (the database's own CPU is not counted).
+    #[arg(long, default_value = "sqlite::memory:")]
+    db: String,
     /// Extra option for the chatwire server (repeatable), e.g. `--server-arg=--foo=1`.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
@@ -282,6 +286,7 @@ async fn with_server<T>(
 ) -> Result<T, String> {
     let opts = SpawnOptions {
         chatwire: &args.server,
+        db: &args.db,
         delay_ms,
         extra_args: &args.server_args,
         pin_core: pin.then_some(0),

@@ -184,6 +184,7 @@ fn free_addr() -> io::Result<SocketAddr> {
 
 pub struct SpawnOptions<'a> {
     pub chatwire: &'a Path,
+    pub db: &'a str,
     pub delay_ms: u64,
     pub extra_args: &'a [String],
     pub pin_core: Option<usize>,
@@ -201,7 +202,7 @@ impl ServerProc {
                 c.arg("--addr")
                     .arg(addr.to_string())
                     .arg("--db")
-                    .arg("sqlite::memory:")
+                    .arg(opt.db)
                     .arg("--offline-delay-ms")
                     .arg(opt.delay_ms.to_string())
                     .arg("--idle-secs")

@@ -174,10 +174,13 @@ impl Config {
             ws_ping: Duration::from_secs(args.ws_ping_secs.max(1)),
             ..Limits::default()
         };
-        if args.redis.is_some() && (args.db.contains(":memory:") || args.db.contains("mode=memory"))
-        {
+        // Every node shares the database, and the epoch fencing needs its row locks.
+        let postgres = ["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| args.db.starts_with(scheme));
+        if args.redis.is_some() && !postgres {
             return Err(ConfigError::Invalid(
-                "--redis (cluster mode) needs a database every node shares, not an in-memory one"
+                "--redis (cluster mode) needs a PostgreSQL --db (postgres://…) every node shares"
                     .into(),
             ));
         }

@@ -26,7 +26,7 @@ use super::presence::PresenceHub;
 use crate::chat::Message;
 use crate::metrics::Metrics;
 use crate::providers::{Callback, Provider, ReplyEvent};
-use crate::storage::{Store, StoredConversation, StoredEvent};
+use crate::storage::{Epoch, Store, StoreError, StoredConversation, StoredEvent};
 use publisher::Publisher;
 
 mod durability;
@@ -101,6 +101,8 @@ pub(crate) struct Actor {
     id: Arc<str>,
     provider: Arc<dyn Provider>,
     store: Store,
+    /// This actor's ownership epoch: every write it makes carries it (see `storage`).
+    epoch: Epoch,
     metrics: Arc<Metrics>,
     messages: Vec<Message>,
     /// Event numbers, the replay log and the live broadcast.
@@ -166,6 +168,7 @@ impl Actor {
             id: id.clone(),
             provider,
             store: env.store.clone(),
+            epoch: stored.owner_epoch,
             metrics: env.metrics.clone(),
             messages: stored.messages,
             events: Publisher::new(
@@ -217,6 +220,10 @@ impl Actor {
             false => Vec::new(),
         };
         Box::pin(self.recover()).await;
+        if self.halted() {
+            Box::pin(self.stop()).await;
+            return;
+        }
         self.end_cut_off(cut);
         Box::pin(self.resume_queue()).await;
         Box::pin(self.flush()).await;
@@ -228,7 +235,7 @@ impl Actor {
         let shutdown = self.life.shutdown.clone().cancelled_owned();
         tokio::pin!(shutdown);
         loop {
-            if self.lost {
+            if self.halted() {
                 break;
             }
             let typing_expiry = self.presence.next_expiry();
@@ -272,6 +279,10 @@ impl Actor {
             }
             if self.events.reservation_due() {
                 Box::pin(self.reserve_event_ids()).await;
+            }
+            // A failed (or fenced) write: this turn's frames must not reach the log.
+            if self.halted() {
+                break;
             }
             if let Some(link) = self.link.as_ref() {
                 let changed = link.replying_changed(self.reply.is_some());
@@ -371,16 +382,57 @@ impl Actor {
         }
     }
 
+    /// A write of this actor failed (the database is unreachable, or a newer owner has
+    /// claimed the conversation). Logged; the actor stops at the end of this turn.
+    fn write_failed(&self, what: &str, e: &StoreError) {
+        if matches!(e, StoreError::Fenced { .. }) {
+            tracing::warn!(conversation = %self.id, error = %e, "{what}: no longer the owner; stopping");
+        } else {
+            tracing::error!(conversation = %self.id, error = %e, "{what}; stopping");
+        }
+        self.shared.storage_failed.store(true, Ordering::Release);
+    }
+
+    fn storage_failed(&self) -> bool {
+        self.shared.storage_failed.load(Ordering::Acquire)
+    }
+
+    /// Whether this actor must stop without further writes or frames: a write failed or
+    /// was fenced, or (cluster mode) the lease was lost.
+    fn halted(&self) -> bool {
+        self.lost || self.storage_failed()
+    }
+
     /// Last acts: a reply in progress is interrupted and stored, the replay window and
     /// the exact event-number floor are written, and `done` is cancelled (WebSocket
     /// sessions end on it; SSE streams end when the actor, and with it the only sender of
     /// their broadcast channel, is dropped right after).
+    ///
+    /// After a failed write none of that happens: what this actor holds may differ from
+    /// what is stored, so it publishes and writes nothing more (as if it had crashed). The
+    /// reply in progress is dropped (cancelling it upstream); streams end with a `retry:`
+    /// hint, and the next actor starts from storage, marks the reply failed with its last
+    /// checkpoint and numbers events above the reserved floor.
     async fn stop(&mut self) {
-        if self.lost {
-            // Another node owns the conversation: drop the reply (cancelling upstream) and
-            // leave storage and the log to the new owner.
-            tracing::info!(conversation = %self.id, "lease lost; stopping without writes");
+        if self.halted() {
+            // Another node owns the conversation (the lease was lost or a write was
+            // fenced), or storage failed: drop the reply (cancelling upstream) and leave
+            // storage and the log to the next owner.
+            match self.lost {
+                true => {
+                    tracing::info!(conversation = %self.id, "lease lost; stopping without writes")
+                }
+                false => {
+                    tracing::info!(conversation = %self.id, "a write failed or was fenced; stopping without writes")
+                }
+            }
             self.reply = None;
+            self.shared.replying.store(false, Ordering::Release);
+            if let (false, Some(link)) = (self.lost, self.link.as_ref()) {
+                // Still the lease holder (storage failed): let the next owner in now
+                // rather than after the lease lapses.
+                link.release(&self.id).await;
+            }
             self.life.done.cancel();
             return;
         }
@@ -390,7 +442,7 @@ impl Actor {
         self.save_events().await;
         if let Err(e) = self
             .store
-            .set_event_id_floor(&self.id, self.events.next_id())
+            .set_event_id_floor(&self.id, self.epoch, self.events.next_id())
             .await
         {
             tracing::warn!(conversation = %self.id, error = %e, "cannot store event-id floor");

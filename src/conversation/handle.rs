@@ -33,11 +33,15 @@ pub enum ActorError {
     NotFound,
     #[error("too many conversations are active")]
     Full,
+    /// Storage cannot be reached (or no longer takes this actor's writes): try again
+    /// shortly.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error("storage: {0}")]
     Storage(String),
     /// Cluster mode: Redis, or the node that owns the conversation, did not answer.
     #[error("the conversation's owner is unreachable")]
-    Unavailable,
+    Unreachable,
     /// The actor decided against the command; nothing changed.
     #[error("{0}")]
     Refused(Refusal),
@@ -86,6 +90,19 @@ impl std::str::FromStr for IfBusy {
             "queue" => Ok(IfBusy::Queue),
             "reject" => Ok(IfBusy::Reject),
             _ => Err(()),
+        }
+    }
+}
+
+impl From<crate::storage::StoreError> for ActorError {
+    fn from(e: crate::storage::StoreError) -> Self {
+        use crate::storage::StoreError;
+        match e {
+            StoreError::NotFound(_) => ActorError::NotFound,
+            StoreError::Unavailable(_) | StoreError::Fenced { .. } => {
+                ActorError::Unavailable(e.to_string())
+            }
+            e => ActorError::Storage(e.to_string()),
         }
     }
 }
@@ -177,6 +194,9 @@ pub(crate) enum Command {
 pub(crate) struct Shared {
     /// A reply is running (set by the actor only).
     pub(crate) replying: AtomicBool,
+    /// A write of the actor failed: it stops without writing more (set once, never reset;
+    /// the next actor of the conversation gets a new `Shared`).
+    pub(crate) storage_failed: AtomicBool,
     /// Subscriber places taken (SSE streams; any session that calls `try_watch`).
     watchers: AtomicUsize,
 }
@@ -283,9 +303,18 @@ impl ConversationHandle {
         let (tx, rx) = oneshot::channel();
         self.tx.try_send(make(tx)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => ActorError::Busy,
-            mpsc::error::TrySendError::Closed(_) => ActorError::Gone,
+            mpsc::error::TrySendError::Closed(_) => self.gone(),
         })?;
-        rx.await.map_err(|_| ActorError::Gone)
+        rx.await.map_err(|_| self.gone())
+    }
+
+    /// Why the actor is not there: it stopped after a failed write, or it was stopped.
+    fn gone(&self) -> ActorError {
+        if self.shared.storage_failed.load(Ordering::Acquire) {
+            ActorError::Unavailable("a write to storage failed".into())
+        } else {
+            ActorError::Gone
+        }
     }
 
     /// Posts a user message; while a reply streams, `if_busy` says what happens. Returns

@@ -81,6 +81,21 @@ pub(crate) enum Found {
     },
 }
 
+enum Lookup {
+    Live(ConversationHandle),
+    /// Its previous actor is still stopping: wait for this, then look again.
+    Wait(CancellationToken),
+    Absent,
+}
+
+/// Actor starts are serialised per conversation through one of this many locks.
+const START_STRIPES: usize = 64;
+
+fn stripe(id: &str) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(id) as usize % START_STRIPES
+}
+
 enum Install {
     Ready(ConversationHandle),
     /// The conversation's previous actor is still stopping: wait for it, then retry.
@@ -99,6 +114,8 @@ pub struct Registry {
     me: Weak<Registry>,
     /// Cluster mode: actors start only under a lease taken here (set once, at start-up).
     cluster: std::sync::OnceLock<Cluster>,
+    /// Held while an actor is started from storage (see `find`).
+    starting: [tokio::sync::Mutex<()>; START_STRIPES],
 }
 
 impl Registry {
@@ -129,6 +146,7 @@ impl Registry {
             generation: AtomicU64::new(0),
             me: me.clone(),
             cluster: std::sync::OnceLock::new(),
+            starting: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
         })
     }
 
@@ -180,22 +198,33 @@ impl Registry {
             .store
             .create_conversation(&id, &token_hash, &name, now)
             .await?;
+        // Cluster mode: the lease, then the epoch (as for any start, see `find`).
+        let owner = match self.cluster.get() {
+            Some(c) => Some(
+                take_lease(c, &id)
+                    .await
+                    .map_err(|_| CreateError::Unavailable)?
+                    .ok_or(CreateError::Unavailable)?,
+            ),
+            None => None,
+        };
+        let owner_epoch = match self.env.store.claim(&id).await {
+            Ok(epoch) => epoch,
+            Err(e) => {
+                if let Some(owner) = &owner {
+                    owner.release(&id).await;
+                }
+                return Err(e.into());
+            }
+        };
         let stored = StoredConversation {
             id,
             token_hash,
             provider: name,
             created_at: now,
             event_id_floor: 1,
+            owner_epoch,
             messages: Vec::new(),
-        };
-        let owner = match self.cluster.get() {
-            Some(c) => Some(
-                take_lease(c, &stored.id)
-                    .await
-                    .map_err(|_| CreateError::Unavailable)?
-                    .ok_or(CreateError::Unavailable)?,
-            ),
-            None => None,
         };
         // The row exists now: start it even if that goes a little over the bound.
         match self.install(stored, Vec::new(), false, owner) {
@@ -227,41 +256,42 @@ impl Registry {
 
     async fn find(&self, id: &str, token: Option<&str>) -> Result<Found, ActorError> {
         for _ in 0..4 {
-            let previous = {
-                let mut table = self.table();
-                match table.entries.get_mut(id) {
-                    Some(Entry::Live { handle, last_used }) if handle.is_alive() => {
-                        if token.is_some_and(|t| !handle.token_matches(t)) {
-                            return Err(ActorError::NotFound);
-                        }
-                        *last_used = Instant::now();
-                        return Ok(Found::Local(handle.clone()));
-                    }
-                    // A panicked actor: its task is about to clean up after it.
-                    Some(Entry::Live { handle, .. }) => Some(handle.cancel.clone()),
-                    Some(Entry::Stopping { done, .. }) => Some(done.clone()),
-                    None => None,
+            match self.lookup(id, token)? {
+                Lookup::Live(handle) => return Ok(Found::Local(handle)),
+                Lookup::Wait(done) => {
+                    wait_done(&done).await?;
+                    continue;
                 }
-            };
-            if let Some(done) = previous {
-                wait_done(&done).await?;
+                Lookup::Absent => {}
             }
             if self.env.shutdown.is_cancelled() {
                 return Err(ActorError::Gone);
             }
-            let mut stored = self.load(id).await?;
+            // One start per conversation at a time: a second claim would fence the first
+            // actor. Whoever waited here finds the actor the first one started.
+            let starting = self.starting[stripe(id)].lock().await;
+            match self.lookup(id, token)? {
+                Lookup::Live(handle) => return Ok(Found::Local(handle)),
+                Lookup::Wait(done) => {
+                    drop(starting);
+                    wait_done(&done).await?;
+                    continue;
+                }
+                Lookup::Absent => {}
+            }
+            let store = &self.env.store;
+            let stored = store
+                .load_conversation(id)
+                .await?
+                .ok_or(ActorError::NotFound)?;
             if token.is_some_and(|t| !crate::ids::token_matches(t, &stored.token_hash)) {
                 return Err(ActorError::NotFound);
             }
-            // Cluster mode: the lease first, then the history (loaded again, so a message
-            // the previous owner committed before letting go is not missed).
+            // Cluster mode: the lease first (CLUSTER.md), or the node that holds it.
             let owner = match self.cluster.get() {
                 None => None,
                 Some(c) => match take_lease(c, id).await? {
-                    Some(owner) => {
-                        stored = self.load(id).await?;
-                        Some(owner)
-                    }
+                    Some(owner) => Some(owner),
                     None => match lease::holder(&c.redis, id).await {
                         Ok(Some(node)) if node != *c.node_id => {
                             return Ok(Found::Elsewhere {
@@ -271,14 +301,35 @@ impl Registry {
                         }
                         // Just released, or ours from a predecessor stopping: try again.
                         Ok(_) => {
+                            drop(starting);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
-                        Err(_) => return Err(ActorError::Unavailable),
+                        Err(_) => return Err(ActorError::Unreachable),
                     },
                 },
             };
-            let events = match self.env.store.load_events(id, self.env.replay_events).await {
+            // Take ownership in storage (fencing a previous owner's writes), then load what
+            // the new epoch owns: a write of the previous epoch (or a message the previous
+            // owner committed before letting go) could have landed since the load above.
+            let claimed = async {
+                let epoch = store.claim(id).await?;
+                let stored = store.load_conversation(id).await?;
+                Ok::<_, ActorError>((epoch, stored.ok_or(ActorError::NotFound)?))
+            };
+            let stored = match claimed.await {
+                Ok((epoch, stored)) => StoredConversation {
+                    owner_epoch: epoch,
+                    ..stored
+                },
+                Err(e) => {
+                    if let Some(owner) = &owner {
+                        owner.release(id).await;
+                    }
+                    return Err(e);
+                }
+            };
+            let events = match store.load_events(id, self.env.replay_events).await {
                 Ok(events) => events,
                 Err(e) => {
                     // Resumes fall back to a `sync`; the conversation itself is fine.
@@ -288,20 +339,32 @@ impl Registry {
             };
             match self.install(stored, events, true, owner) {
                 Install::Ready(handle) => return Ok(Found::Local(handle)),
-                Install::Wait(done) => wait_done(&done).await?,
+                Install::Wait(done) => {
+                    drop(starting);
+                    wait_done(&done).await?
+                }
                 Install::Full => return Err(ActorError::Full),
             }
         }
         Err(ActorError::Busy)
     }
 
-    async fn load(&self, id: &str) -> Result<StoredConversation, ActorError> {
-        self.env
-            .store
-            .load_conversation(id)
-            .await
-            .map_err(|e| ActorError::Storage(e.to_string()))?
-            .ok_or(ActorError::NotFound)
+    /// What the table holds for conversation `id` (checking `token` against a live actor).
+    fn lookup(&self, id: &str, token: Option<&str>) -> Result<Lookup, ActorError> {
+        let mut table = self.table();
+        match table.entries.get_mut(id) {
+            Some(Entry::Live { handle, last_used }) if handle.is_alive() => {
+                if token.is_some_and(|t| !handle.token_matches(t)) {
+                    return Err(ActorError::NotFound);
+                }
+                *last_used = Instant::now();
+                Ok(Lookup::Live(handle.clone()))
+            }
+            // A panicked (or broken) actor: its task is about to clean up after it.
+            Some(Entry::Live { handle, .. }) => Ok(Lookup::Wait(handle.cancel.clone())),
+            Some(Entry::Stopping { done, .. }) => Ok(Lookup::Wait(done.clone())),
+            None => Ok(Lookup::Absent),
+        }
     }
 
     /// Puts idle actors to sleep until fewer than `max_conversations` are awake; `false`
@@ -455,7 +518,7 @@ impl Supervisor for Watch {
 
 /// Takes the lease of `id` for this node (`None`: someone holds it) and reads the log's top.
 async fn take_lease(c: &Cluster, id: &str) -> Result<Option<OwnerStart>, ActorError> {
-    let unavailable = |_| ActorError::Unavailable;
+    let unavailable = |_| ActorError::Unreachable;
     let Some(token) = lease::acquire(&c.redis, id, &c.node_id, c.lease)
         .await
         .map_err(unavailable)?

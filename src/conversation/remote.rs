@@ -187,7 +187,8 @@ fn error_code(e: &ActorError) -> &'static str {
         ActorError::NotFound => "not_found",
         ActorError::Full => "full",
         ActorError::Storage(_) => "storage",
-        ActorError::Unavailable => "unavailable",
+        ActorError::Unreachable => "unavailable",
+        ActorError::Unavailable(_) => "storage_unavailable",
     }
 }
 
@@ -200,13 +201,16 @@ fn from_remote(e: ClusterError) -> ActorError {
             c if c.starts_with("refused_") => REFUSALS
                 .iter()
                 .find(|(_, code)| *code == c)
-                .map_or(ActorError::Unavailable, |(r, _)| ActorError::Refused(*r)),
+                .map_or(ActorError::Unreachable, |(r, _)| ActorError::Refused(*r)),
             // The command did not run there: the owner moved or is stopping (the caller
             // looks for the new owner).
             "gone" | "not_owner" => ActorError::Gone,
-            _ => ActorError::Unavailable,
+            "storage_unavailable" => {
+                ActorError::Unavailable("storage unavailable at the owning node".into())
+            }
+            _ => ActorError::Unreachable,
         },
-        _ => ActorError::Unavailable,
+        _ => ActorError::Unreachable,
     }
 }
 

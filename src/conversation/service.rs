@@ -149,7 +149,7 @@ impl Conversations {
             (Found::Elsewhere { provider, .. }, Some(side)) => {
                 self.clustered(side, id, provider).await
             }
-            (Found::Elsewhere { .. }, None) => Err(ActorError::Unavailable),
+            (Found::Elsewhere { .. }, None) => Err(ActorError::Unreachable),
         }
     }
 
@@ -163,7 +163,7 @@ impl Conversations {
             .feeds
             .get(id)
             .await
-            .map_err(|_| ActorError::Unavailable)?;
+            .map_err(|_| ActorError::Unreachable)?;
         Ok(ConversationRef {
             owner: Owner::Cluster(Arc::new(Shared {
                 id: id.into(),
@@ -206,7 +206,7 @@ impl Shared {
         match lease::holder(&c.redis, &self.id).await {
             Ok(Some(node)) if node != *c.node_id => return Ok(Target::Remote(node)),
             Ok(_) => {}
-            Err(_) => return Err(ActorError::Unavailable),
+            Err(_) => return Err(ActorError::Unreachable),
         }
         // Nobody owns it: this node takes it (or finds who just did).
         match self.local.get(&self.id).await? {
@@ -230,7 +230,7 @@ impl Shared {
                 other => return other,
             }
         }
-        Err(ActorError::Unavailable)
+        Err(ActorError::Unreachable)
     }
 
     async fn snapshot(&self) -> Result<Snapshot, ActorError> {
@@ -246,7 +246,7 @@ impl Shared {
 
     /// Replay from the shared log (or a `sync` from the owner) plus this node's live feed.
     async fn subscribe(&self, after: Option<u64>) -> Result<Subscription, ActorError> {
-        let live = self.feed.frames().ok_or(ActorError::Unavailable)?;
+        let live = self.feed.frames().ok_or(ActorError::Unreachable)?;
         let Some(n) = after else {
             return Ok(Subscription {
                 backlog: Vec::new(),
@@ -261,7 +261,7 @@ impl Shared {
             .relays()
             .resume(&self.id, n)
             .await
-            .map_err(|_| ActorError::Unavailable)?;
+            .map_err(|_| ActorError::Unreachable)?;
         match resume {
             Resume::Frames { frames, more } => Ok(Subscription {
                 last_id: frames.last().map_or(n, |f| f.id),
@@ -288,7 +288,7 @@ impl Shared {
     }
 
     async fn join(&self) -> Result<Presence, ActorError> {
-        let live = self.feed.presence().ok_or(ActorError::Unavailable)?;
+        let live = self.feed.presence().ok_or(ActorError::Unreachable)?;
         match self.target().await? {
             Target::Local(h) => {
                 let p = h.join().await?;
@@ -510,7 +510,7 @@ impl ConversationRef {
             Owner::Local(h) => h.provider_callback(reply_id, callback).await,
             Owner::Cluster(c) => match c.target().await? {
                 Target::Local(h) => h.provider_callback(reply_id, callback).await,
-                Target::Remote(_) => Err(ActorError::Unavailable),
+                Target::Remote(_) => Err(ActorError::Unreachable),
             },
         }
     }

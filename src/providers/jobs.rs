@@ -225,10 +225,9 @@ impl Jobs {
 
 /// A unique-constraint violation means the job (or the reply's job) exists already.
 fn duplicate_or(e: StoreError, duplicate: JobError) -> JobError {
-    if e.to_string().contains("UNIQUE") {
-        duplicate
-    } else {
-        JobError::Storage(e)
+    match e {
+        StoreError::UniqueViolation(_) => duplicate,
+        e => JobError::Storage(e),
     }
 }
 

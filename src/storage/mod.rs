@@ -1,51 +1,76 @@
 //! Storage: the one module that speaks SQL.
 //!
-//! SQLite through sqlx by default. The rest of the server sees a narrow set of operations
-//! (create and load a conversation, insert and update a message, reserve event numbers,
-//! remember webhook deliveries and provider jobs) so another database can follow.
-//! Only conversation actors write conversation rows; webhook receipts and provider jobs are
-//! written by the web and provider layers.
+//! Two backends behind one [`Store`]: SQLite (the embedded default, `sqlite://FILE` or
+//! `sqlite::memory:`) and PostgreSQL (`postgres://…` or `postgresql://…`, the sqlx URL form;
+//! a Unix socket via `?host=/dir`). [`Store::connect`] picks the backend by the URL's scheme
+//! and brings the schema up to date with the migrations embedded for that backend
+//! (`migrations/sqlite/`, `migrations/postgres/`). The rest of the server sees a narrow set
+//! of operations and never learns which backend runs; [`StoreError`] means the same on both.
 //!
-//! This file opens the database, runs the embedded migrations and defines the error; the
-//! queries live with their tables: [`conversations`] (conversations, messages, event
-//! numbers, the replay window) and [`webhooks`] (webhook receipts, provider jobs).
+//! This file opens the database; the operations are grouped as the tables are:
+//! [`conversations`] (conversations, messages, event numbers, the replay window, ownership)
+//! and [`webhooks`] (webhook receipts, provider jobs). Each backend keeps its queries with
+//! its tables in `sqlite/` and `postgres/` (the Rust that binds and decodes the queries
+//! both have is written once, in `queries`); [`Store`] dispatches to one of them.
+//!
+//! # Ownership epochs (fencing)
+//!
+//! Every conversation row has an `owner_epoch`. Whoever is about to run a conversation's
+//! actor first calls [`Store::claim`], which adds one to it and returns the new value, an
+//! [`Epoch`]; then loads the history ([`Store::load_conversation`]). Every write an actor
+//! makes carries its epoch and is applied only while the row still holds that epoch:
+//! [`Store::insert_message`], [`Store::update_message`], [`Store::checkpoint_reply`],
+//! [`Store::reserve_event_ids`], [`Store::set_event_id_floor`], [`Store::save_events`].
+//! A write whose epoch is stale changes nothing and returns [`StoreError::Fenced`]. The
+//! check is made by the database under the conversation row's lock (PostgreSQL: the write
+//! and a `FOR SHARE` lock on the conversation in one statement or transaction, so a claim
+//! waits for writes in flight and writes after it see the new epoch; SQLite: the check and
+//! the write in one statement or write transaction, SQLite having one writer at a time), so
+//! a stale process — paused, partitioned or simply late — cannot slip a write in after a
+//! newer claim. Order matters for a new owner: claim, then load; a write of the previous
+//! epoch can commit until the claim does, never after it.
+//!
+//! Writes that are not an actor's (creating a conversation, webhook receipts, provider jobs,
+//! the start-up sweep of abandoned replies) are not fenced.
 
 mod conversations;
+mod edits;
+mod error;
+mod postgres;
+mod queries;
+mod sqlite;
 mod webhooks;
 
 use std::borrow::Cow;
-use std::str::FromStr;
-use std::time::Duration;
 
+use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqlSafeStr, SqlitePool};
 
-pub use conversations::{StoredConversation, StoredEvent};
+pub use conversations::{Epoch, StoredConversation, StoredEvent};
+pub use error::StoreError;
 
-/// A storage failure; the detail is for logs, never for clients.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(String);
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError(e.to_string())
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for StoreError {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        StoreError(format!("migration: {e}"))
-    }
-}
-
-/// A cloneable handle to the database.
+/// A cloneable handle to the database: one of the two backends.
 #[derive(Debug, Clone)]
-pub struct Store {
-    pool: SqlitePool,
+pub struct Store(Backend);
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
+/// Runs the same call on whichever backend this store is; both have the same methods.
+macro_rules! dispatch {
+    ($store:expr, $b:ident => $call:expr) => {
+        match &$store.0 {
+            crate::storage::Backend::Sqlite($b) => $call,
+            crate::storage::Backend::Postgres($b) => $call,
+        }
+    };
+}
+use dispatch;
+
+/// One embedded migration.
 fn migration(version: i64, name: &'static str, sql: &'static str) -> Migration {
     Migration::new(
         version,
@@ -56,61 +81,42 @@ fn migration(version: i64, name: &'static str, sql: &'static str) -> Migration {
     )
 }
 
-fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![
-        migration(1, "init", include_str!("../../migrations/0001_init.sql")),
-        migration(
-            2,
-            "events",
-            include_str!("../../migrations/0002_events.sql"),
-        ),
-    ])
+/// The migrator for one backend's embedded migrations.
+fn migrator(migrations: Vec<Migration>) -> Migrator {
+    Migrator::with_migrations(migrations)
 }
 
 impl Store {
-    /// Opens (creating if missing) the database at `url` and brings its schema up to date.
+    /// Opens the database at `url` (creating a SQLite file if missing) and brings its
+    /// schema up to date. `postgres://` and `postgresql://` URLs select PostgreSQL;
+    /// anything else is handed to SQLite.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let memory = url.contains(":memory:");
-        let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let opts = if memory {
-            opts
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store(Backend::Postgres(
+                postgres::PgStore::connect(url).await?,
+            )))
         } else {
-            opts.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-        };
-        // An in-memory database lives in one connection: keep exactly one, forever (and do
-        // not ping it before each use: it cannot have gone away).
-        let pool = SqlitePoolOptions::new()
-            .max_connections(if memory { 1 } else { 4 })
-            .test_before_acquire(!memory)
-            .min_connections(if memory { 1 } else { 0 })
-            .idle_timeout(if memory {
-                None
-            } else {
-                Some(Duration::from_secs(600))
-            })
-            .max_lifetime(if memory {
-                None
-            } else {
-                Some(Duration::from_secs(3600))
-            })
-            .connect_with(opts)
-            .await?;
-        migrator().run(&pool).await?;
-        Ok(Store { pool })
+            Ok(Store(Backend::Sqlite(
+                sqlite::SqliteStore::connect(url).await?,
+            )))
+        }
+    }
+
+    /// Which backend runs: `"sqlite"` or `"postgres"` (for logs and metrics).
+    pub fn backend(&self) -> &'static str {
+        match self.0 {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// Checks the database answers (for `/healthz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        dispatch!(self, b => b.ping().await)
     }
 
     /// Closes the pool, waiting for writes in flight.
     pub async fn close(&self) {
-        self.pool.close().await;
+        dispatch!(self, b => b.close().await)
     }
 }

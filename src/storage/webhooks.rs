@@ -1,10 +1,9 @@
 //! Webhook receipts (so a redelivered `webhook-id` is answered `duplicate`, and pruned
 //! once outside the signature's tolerance) and provider jobs (which conversation and reply
-//! a provider's job id belongs to, reserved before the job is created).
+//! a provider's job id belongs to, reserved before the job is created), whatever the
+//! backend. Written by the web and provider layers; not fenced.
 
-use sqlx::Row;
-
-use super::{Store, StoreError};
+use super::{Store, StoreError, dispatch};
 
 impl Store {
     /// Records a webhook delivery; `true` if it is new, `false` if it was seen before.
@@ -14,53 +13,29 @@ impl Store {
         webhook_id: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT OR IGNORE INTO webhook_receipts (source, webhook_id, received_at) VALUES (?, ?, ?)",
-        )
-        .bind(source)
-        .bind(webhook_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        dispatch!(self, b => b.record_webhook(source, webhook_id, now).await)
     }
 
     /// Forgets webhook deliveries received before `before` (they are outside the signature's
     /// timestamp tolerance, so a replay of them is refused anyway).
     pub async fn prune_webhooks(&self, before: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM webhook_receipts WHERE received_at < ?")
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        dispatch!(self, b => b.prune_webhooks(before).await)
     }
 
     /// Forgets one webhook delivery, so a retry of it is applied (used when it could not
     /// be handed on and was answered with a 5xx).
     pub async fn forget_webhook(&self, source: &str, webhook_id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM webhook_receipts WHERE source = ? AND webhook_id = ?")
-            .bind(source)
-            .bind(webhook_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        dispatch!(self, b => b.forget_webhook(source, webhook_id).await)
     }
 
     /// Forgets the deliveries of route `source` (every sender on it: `source:NAME`)
     /// received before `before`.
     pub async fn prune_webhooks_of(&self, source: &str, before: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM webhook_receipts WHERE (source = ?1 OR substr(source, 1, length(?1) + 1) = ?1 || ':') \
-             AND received_at < ?2",
-        )
-            .bind(source)
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        dispatch!(self, b => b.prune_webhooks_of(source, before).await)
     }
 
     /// Remembers which conversation and reply a provider's job belongs to.
+    /// [`StoreError::UniqueViolation`] if the job id, or a job for the reply, exists.
     pub async fn insert_job(
         &self,
         provider: &str,
@@ -69,18 +44,7 @@ impl Store {
         reply_id: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO provider_jobs (provider, job_id, conversation_id, reply_id, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(provider)
-        .bind(job_id)
-        .bind(conversation_id)
-        .bind(reply_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        dispatch!(self, b => b.insert_job(provider, job_id, conversation_id, reply_id, now).await)
     }
 
     /// Gives the job reserved for `reply_id` its provider-assigned id (see
@@ -91,24 +55,13 @@ impl Store {
         reply_id: &str,
         job_id: &str,
     ) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE provider_jobs SET job_id = ? WHERE provider = ? AND reply_id = ?")
-                .bind(job_id)
-                .bind(provider)
-                .bind(reply_id)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected() == 1)
+        dispatch!(self, b => b.assign_job(provider, reply_id, job_id).await)
     }
 
     /// Forgets jobs created before `before`. A callback for a forgotten job is answered
     /// `ignored`, exactly as a late callback for a reply that has ended.
     pub async fn prune_jobs(&self, before: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM provider_jobs WHERE created_at < ?")
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        dispatch!(self, b => b.prune_jobs(before).await)
     }
 
     /// The `(conversation_id, reply_id)` a provider's job belongs to.
@@ -117,61 +70,6 @@ impl Store {
         provider: &str,
         job_id: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT conversation_id, reply_id FROM provider_jobs WHERE provider = ? AND job_id = ?",
-        )
-        .bind(provider)
-        .bind(job_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(r) => Ok(Some((r.try_get(0)?, r.try_get(1)?))),
-            None => Ok(None),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn prunes_old_receipts_of_every_sender_on_a_route_only() {
-        let store = Store::connect("sqlite::memory:").await.unwrap();
-        for (source, id, at) in [
-            ("nlp:a", "1", 10),
-            ("nlp:b", "1", 10),
-            ("nlp:b", "2", 1000),
-            ("nlpx:c", "1", 10),
-            ("openai:o", "1", 10),
-        ] {
-            assert!(store.record_webhook(source, id, at).await.unwrap());
-        }
-        assert_eq!(store.prune_webhooks_of("nlp", 500).await.unwrap(), 2);
-        // Pruned: recorded again as new. Kept: still a duplicate.
-        assert!(store.record_webhook("nlp:a", "1", 2000).await.unwrap());
-        assert!(!store.record_webhook("nlp:b", "2", 2000).await.unwrap());
-        assert!(!store.record_webhook("nlpx:c", "1", 2000).await.unwrap());
-        assert!(!store.record_webhook("openai:o", "1", 2000).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn prunes_old_jobs() {
-        let store = Store::connect("sqlite::memory:").await.unwrap();
-        store
-            .create_conversation("c1", "h", "nlp", 0)
-            .await
-            .unwrap();
-        store
-            .insert_job("nlp", "old", "c1", "r1", 10)
-            .await
-            .unwrap();
-        store
-            .insert_job("nlp", "new", "c1", "r2", 1000)
-            .await
-            .unwrap();
-        assert_eq!(store.prune_jobs(500).await.unwrap(), 1);
-        assert_eq!(store.find_job("nlp", "old").await.unwrap(), None);
-        assert!(store.find_job("nlp", "new").await.unwrap().is_some());
+        dispatch!(self, b => b.find_job(provider, job_id).await)
     }
 }

@@ -86,6 +86,7 @@ impl IntoResponse for AppError {
         let retry = match &self {
             AppError::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
             AppError::Busy | AppError::ShuttingDown | AppError::QueueFull => Some(1),
+            AppError::Unavailable(_) => Some(2),
             AppError::TooManySubscribers | AppError::Overloaded => Some(5),
             _ => None,
         };
@@ -97,9 +98,17 @@ impl IntoResponse for AppError {
     }
 }
 
+/// Storage that cannot be reached (or refused a stale owner's write) is a 503 to retry;
+/// anything else is an internal error.
 impl From<crate::storage::StoreError> for AppError {
     fn from(e: crate::storage::StoreError) -> Self {
-        AppError::Internal(e.to_string())
+        use crate::storage::StoreError;
+        match e {
+            StoreError::Unavailable(_) | StoreError::Fenced { .. } => {
+                AppError::Unavailable(e.to_string())
+            }
+            e => AppError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -116,10 +125,11 @@ impl From<crate::conversation::ActorError> for AppError {
             ActorError::Refused(r @ Refusal::NotUserMessage) => conflict("not_user_message", r),
             ActorError::Refused(Refusal::QueueFull) => AppError::QueueFull,
             ActorError::Refused(Refusal::UnknownMessage) => AppError::NotFound,
-            ActorError::Busy | ActorError::Unavailable => AppError::Busy,
+            ActorError::Busy | ActorError::Unreachable => AppError::Busy,
             ActorError::Gone => AppError::ShuttingDown,
             ActorError::NotFound => AppError::NotFound,
             ActorError::Full => AppError::Overloaded,
+            ActorError::Unavailable(s) => AppError::Unavailable(s),
             ActorError::Storage(s) => AppError::Internal(s),
         }
     }

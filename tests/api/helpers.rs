@@ -1,5 +1,6 @@
-//! Test helpers: `spawn_app()` starts the real server on port 0 (in-memory database, no
-//! offline delay), plus a small real SSE client that reads the byte stream like a browser.
+//! Test helpers: `spawn_app()` starts the real server on port 0 (in-memory database, or a
+//! fresh PostgreSQL database with `CHATWIRE_TEST_DB=postgres`; no offline delay), plus a
+//! small real SSE client that reads the byte stream like a browser.
 
 use std::time::Duration;
 
@@ -28,6 +29,16 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// Which backend the API tests store in: SQLite in memory, or with
+/// `CHATWIRE_TEST_DB=postgres` a fresh database in the test process's PostgreSQL.
+pub fn test_db_url() -> Option<String> {
+    match std::env::var("CHATWIRE_TEST_DB").as_deref() {
+        Ok("postgres") => Some(crate::postgres::shared().fresh_db()),
+        Ok("") | Ok("sqlite") | Err(_) => None,
+        Ok(other) => panic!("CHATWIRE_TEST_DB={other}: expected `postgres` or `sqlite`"),
+    }
+}
+
 pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     spawn_app_with_providers(change, ExtraProviders::default()).await
 }
@@ -38,6 +49,9 @@ pub async fn spawn_app_with_providers(
     extra: ExtraProviders,
 ) -> TestApp {
     let mut config = Config::for_tests();
+    if let Some(url) = test_db_url() {
+        config.db = url;
+    }
     change(&mut config);
     let server = Server::start_with(config, extra)
         .await

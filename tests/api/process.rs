@@ -27,9 +27,12 @@ pub async fn one_real_server_at_a_time() -> tokio::sync::MutexGuard<'static, ()>
     REAL_SERVERS.lock().await
 }
 
-/// A database file in the temp directory, removed (with its WAL files) when dropped.
+/// A database that outlives one server: a file in the temp directory, removed (with its
+/// WAL files) when dropped, or with `CHATWIRE_TEST_DB=postgres` a fresh PostgreSQL
+/// database (gone with the test process's server).
 pub struct TempDb {
     pub path: std::path::PathBuf,
+    postgres: Option<String>,
 }
 
 impl TempDb {
@@ -39,11 +42,17 @@ impl TempDb {
             std::process::id(),
             chatwire::ids::message_id()
         ));
-        TempDb { path }
+        TempDb {
+            path,
+            postgres: crate::helpers::test_db_url(),
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("sqlite://{}", self.path.display())
+        match &self.postgres {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.path.display()),
+        }
     }
 }
 

@@ -265,8 +265,8 @@ pub async fn wait_complete(app: &TestApp, conv: &Conv) -> serde_json::Value {
 
 #[tokio::test]
 async fn shutdown_ends_open_streams_and_stores_the_reply_in_progress() {
-    let db = std::env::temp_dir().join(format!("chatwire-test-{}.db", std::process::id()));
-    let url = format!("sqlite://{}", db.display());
+    let db = crate::process::TempDb::new("shutdown");
+    let url = db.url();
     let db_url = url.clone();
     let mut app = spawn_app_with(move |c| {
         c.offline_delay = Duration::from_millis(5);
@@ -303,7 +303,4 @@ async fn shutdown_ends_open_streams_and_stores_the_reply_in_progress() {
     assert_eq!(stored.messages[1].text, last.field("text"));
     assert!(stored.messages[1].text.starts_with('1'));
     store.close().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
 }

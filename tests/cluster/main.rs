@@ -1,8 +1,11 @@
 //! Cluster tests: a real `redis-server` (and, for the node scenarios, real chatwire nodes)
-//! started by the tests themselves on Unix sockets and loopback. Every wait is bounded.
+//! started by the tests themselves on Unix sockets and loopback, sharing a fresh database
+//! of a throwaway PostgreSQL (`tests/support/postgres.rs`). Every wait is bounded.
 
 #[path = "../support/child_output.rs"]
 mod child_output;
+#[path = "../support/postgres.rs"]
+mod postgres;
 mod redis_server;
 
 mod bus;

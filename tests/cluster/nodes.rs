@@ -96,20 +96,19 @@ impl Node {
     }
 }
 
-/// Redis, a shared database file, three nodes and a round-robin balancer.
+/// Redis, a fresh PostgreSQL database (cluster mode needs one), three nodes and a
+/// round-robin balancer.
 pub struct Cluster {
     pub redis: RedisServer,
     pub nodes: Vec<Node>,
     pub lb: SocketAddr,
     pub http: reqwest::Client,
-    db: std::path::PathBuf,
 }
 
 impl Cluster {
     pub async fn start(n: usize) -> Cluster {
         let redis = RedisServer::start().await;
-        let db = redis.dir.join("chatwire.db");
-        let url = format!("sqlite://{}", db.display());
+        let url = crate::postgres::shared().fresh_db();
         let mut nodes = Vec::new();
         // One after the other: the first creates the schema.
         for i in 0..n {
@@ -125,7 +124,6 @@ impl Cluster {
             nodes,
             lb,
             http,
-            db,
         }
     }
 
@@ -219,14 +217,6 @@ impl Cluster {
             .iter()
             .map(|n| format!("--- {} ---\n{}", n.name, n.output.lock().unwrap()))
             .collect()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.db.display()));
-        }
     }
 }
 

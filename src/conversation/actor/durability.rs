@@ -12,15 +12,17 @@ impl Actor {
     /// Prepares a conversation loaded from storage: a reply left streaming by a previous
     /// actor (a crash or a panic) is marked failed, and a block of event numbers is reserved.
     pub(super) async fn recover(&mut self) {
-        for m in self
-            .messages
-            .iter_mut()
-            .filter(|m| m.status == Status::Streaming)
-        {
+        for i in 0..self.messages.len() {
+            if self.messages[i].status != Status::Streaming {
+                continue;
+            }
+            let m = &mut self.messages[i];
             m.status = Status::Failed;
             m.error = Some("the reply was cut off when its conversation restarted".into());
-            if let Err(e) = self.store.update_message(m).await {
-                tracing::warn!(conversation = %self.id, error = %e, "cannot mark abandoned reply");
+            let m = m.clone();
+            if let Err(e) = self.store.update_message(&self.id, self.epoch, &m).await {
+                self.write_failed("cannot mark abandoned reply", &e);
+                return;
             }
         }
         self.reserve_event_ids().await;
@@ -31,8 +33,14 @@ impl Actor {
     /// turn (it is needed once every few thousand events), so these writes stay in order.
     pub(super) async fn reserve_event_ids(&mut self) {
         let until = self.events.reserve_block();
-        if let Err(e) = self.store.reserve_event_ids(&self.id, until).await {
-            tracing::warn!(conversation = %self.id, error = %e, "cannot reserve event ids");
+        // Numbers beyond the stored floor could be reused after a crash: a failed
+        // reservation stops the actor.
+        if let Err(e) = self
+            .store
+            .reserve_event_ids(&self.id, self.epoch, until)
+            .await
+        {
+            self.write_failed("cannot reserve event ids", &e);
         }
     }
 
@@ -50,9 +58,17 @@ impl Actor {
         }
         active.checkpointed_len = msg.text.len();
         let (store, id, text) = (self.store.clone(), msg.id.clone(), msg.text.clone());
+        let (conversation, epoch, shared) = (self.id.clone(), self.epoch, self.shared.clone());
         tokio::spawn(async move {
-            if let Err(e) = store.checkpoint_reply(&id, &text).await {
-                tracing::warn!(error = %e, "cannot checkpoint reply");
+            if let Err(e) = store
+                .checkpoint_reply(&conversation, epoch, &id, &text)
+                .await
+            {
+                // The actor sees this at the end of its next turn and stops.
+                tracing::error!(%conversation, error = %e, "cannot checkpoint reply; stopping");
+                shared
+                    .storage_failed
+                    .store(true, std::sync::atomic::Ordering::Release);
             }
         });
     }
@@ -67,7 +83,7 @@ impl Actor {
         let last = unsaved.last;
         let saved = self
             .store
-            .save_events(&self.id, &unsaved.frames, unsaved.keep_from)
+            .save_events(&self.id, self.epoch, &unsaved.frames, unsaved.keep_from)
             .await;
         match saved {
             Ok(()) => self.events.saved(last),

@@ -41,11 +41,16 @@ impl Actor {
             }
         };
 
+        self.writable()?;
         let user = Message::user(text);
-        self.store
-            .insert_message(&self.id, self.messages.len(), &user)
+        if let Err(e) = self
+            .store
+            .insert_message(&self.id, self.epoch, self.messages.len(), &user)
             .await
-            .map_err(|e| ActorError::Storage(e.to_string()))?;
+        {
+            self.write_failed("cannot store a user message", &e);
+            return Err(e.into());
+        }
         self.events.publish(Event::UserMessage {
             message_id: &user.id,
             text: &user.text,
@@ -79,6 +84,7 @@ impl Actor {
             return Err(ActorError::Refused(Refusal::NoReply));
         };
         self.interrupt(None).await;
+        self.writable()?;
         Ok(self.start_reply(Place::Replacing(i), received).await)
     }
 
@@ -98,10 +104,15 @@ impl Actor {
             return Err(ActorError::Refused(Refusal::NotUserMessage));
         }
         self.interrupt(None).await;
-        self.store
-            .edit_message(&self.id, &message_id, &text)
+        self.writable()?;
+        if let Err(e) = self
+            .store
+            .edit_message(&self.id, self.epoch, &message_id, &text)
             .await
-            .map_err(|e| ActorError::Storage(e.to_string()))?;
+        {
+            self.write_failed("cannot store an edit", &e);
+            return Err(e.into());
+        }
         self.messages.truncate(i + 1);
         self.messages[i].text = text;
         self.events.publish_sync(&self.messages);
@@ -111,6 +122,14 @@ impl Actor {
             reply_id: Some(reply_id),
             queued: false,
         })
+    }
+
+    /// After a failed write (perhaps the interrupt's) the actor changes nothing more.
+    fn writable(&self) -> Result<(), ActorError> {
+        if self.storage_failed() {
+            return Err(ActorError::Unavailable("a write to storage failed".into()));
+        }
+        Ok(())
     }
 
     /// On start: user messages after the last assistant reply were queued when the

@@ -25,6 +25,15 @@ pub(crate) struct OwnerStart {
     pub(crate) top: u64,
 }
 
+impl OwnerStart {
+    /// Gives the lease back when the actor cannot start after all (storage failed).
+    pub(crate) async fn release(&self, id: &str) {
+        if let Err(e) = lease::release(&self.cluster.redis, id, &self.token).await {
+            tracing::debug!(conversation = %id, error = %e, "cannot release lease; it will lapse");
+        }
+    }
+}
+
 /// Why an owner must stop: someone else owns the conversation, or Redis is out of reach
 /// for longer than the lease (so someone else may soon).
 #[derive(Debug)]

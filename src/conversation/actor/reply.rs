@@ -72,21 +72,24 @@ impl Actor {
             Place::Replacing(i) => Some(self.messages[i].id.clone()),
             Place::After(_) => None,
         };
+        let (store, id, epoch) = (&self.store, &self.id, self.epoch);
         let stored = match (&place, &replaces) {
             (Place::Replacing(_), Some(old)) => {
-                Box::pin(self.store.replace_message(&self.id, old, &reply)).await
+                Box::pin(store.replace_message(id, epoch, old, &reply)).await
             }
             _ if at == self.messages.len() => {
-                Box::pin(self.store.insert_message(&self.id, at, &reply)).await
+                Box::pin(store.insert_message(id, epoch, at, &reply)).await
             }
             _ => {
-                let after = self.messages[at - 1].id.clone();
-                Box::pin(self.store.insert_message_after(&self.id, &after, &reply)).await
+                let after = &self.messages[at - 1].id;
+                Box::pin(store.insert_message_after(id, epoch, after, &reply)).await
             }
         };
         if let Err(e) = stored {
-            // The reply still runs; its final state is written when it ends.
-            tracing::warn!(conversation = %self.id, error = %e, "cannot store reply start");
+            // What came before is stored (so acknowledged), but this reply cannot be: the
+            // actor stops before starting it, and the next one answers from storage.
+            self.write_failed("cannot store a reply's start", &e);
+            return reply.id;
         }
         let reply_id = reply.id.clone();
         let started = self.events.publish(Event::ReplyStarted {
@@ -122,7 +125,7 @@ impl Actor {
     /// After a reply ended on its own or by a Stop: the first user message queued behind
     /// it (if any) gets its reply now, placed right after it.
     pub(super) async fn next_in_queue(&mut self, after: usize) {
-        if self.reply.is_some() {
+        if self.reply.is_some() || self.halted() {
             return;
         }
         let next = self.messages[after.min(self.messages.len())..]
@@ -224,8 +227,8 @@ impl Actor {
             self.presence.announce(PresenceFrame::interrupted(&msg.id));
         }
         self.presence.set_bot(BotState::Idle);
-        if let Err(e) = Box::pin(self.store.update_message(&msg)).await {
-            tracing::error!(conversation = %self.id, error = %e, "cannot store finished reply");
+        if let Err(e) = Box::pin(self.store.update_message(&self.id, self.epoch, &msg)).await {
+            self.write_failed("cannot store a finished reply", &e);
         }
         Some(msg.id)
     }
