@@ -3,6 +3,7 @@
 //! here (see docs/providers.md); `registry.rs` calls [`build`] once per `[[providers]]` entry.
 
 use super::deadlines::with_deadlines;
+use super::generation::Generation;
 use super::openai::{self, BackgroundSettings, ChatSettings, OpenAiBackground, OpenAiChat};
 use super::registry::ProviderContext;
 use super::settings::{Check, secs};
@@ -84,6 +85,7 @@ pub(super) fn build(
                 model: check.required("model", &entry.model)?,
                 system_prompt: entry.system_prompt.clone(),
                 retry: check.retry()?,
+                generation: Generation::default(),
             };
             (
                 Box::new(OpenAiChat::new(settings).map_err(failed)?),
@@ -113,6 +115,7 @@ pub(super) fn build(
                 model: check.required("model", &entry.model)?,
                 system_prompt: entry.system_prompt.clone(),
                 webhook_secret: check.required_webhook_secret()?,
+                generation: Generation::default(),
             };
             (
                 Box::new(OpenAiBackground::new(settings, ctx.jobs.clone()).map_err(failed)?),

@@ -15,6 +15,7 @@
 
 pub mod callback;
 pub mod deadlines;
+mod generation;
 mod job;
 mod jobs;
 mod kinds;
@@ -24,6 +25,7 @@ mod openai;
 pub mod protocol;
 mod registry;
 mod retry;
+mod retry_after;
 mod settings;
 mod webhook;
 
