@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use chatwire::conversation::Role;
+use chatwire::chat::Role;
 use chatwire::providers::{Provider, ProviderInfo, Reply, ReplyEvent, ReplyRequest, Turn};
 use futures_util::StreamExt;
 

@@ -11,15 +11,18 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, ConfigError};
 use crate::conversation::Registry;
-use crate::error::StartupError;
 use crate::metrics::Metrics;
-use crate::providers::{Jobs, ProviderContext, Providers};
+use crate::providers::{ExtraProviders, Jobs, ProviderContext, Providers};
 use crate::signature::Secret;
 use crate::simulator;
 use crate::storage::Store;
 use crate::web::{AppState, Limiters, router};
+
+mod error;
+
+pub use error::StartupError;
 
 /// A server that is listening; dropping it does not stop it, [`Server::shutdown`] does.
 pub struct Server {
@@ -45,6 +48,11 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 impl Server {
     /// Opens storage, builds the providers and starts serving on `config.addr`.
     pub async fn start(config: Config) -> Result<Server, StartupError> {
+        Server::start_with(config, ExtraProviders::default()).await
+    }
+
+    /// Like [`Server::start`], with providers built in code besides the configured ones.
+    pub async fn start_with(config: Config, extra: ExtraProviders) -> Result<Server, StartupError> {
         let store = Store::connect(&config.db).await?;
         let abandoned = store.mark_abandoned_replies().await?;
         if abandoned > 0 {
@@ -58,7 +66,8 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         // Providers come after the bind: callback providers tell NLP services our address.
-        let providers = match build_providers(&config, addr, &store, &tracker, &shutdown).await {
+        let built = build_providers(&config, &extra, addr, &store, &tracker, &shutdown).await;
+        let providers = match built {
             Ok(p) => p,
             Err(e) => {
                 shutdown.cancel();
@@ -120,6 +129,7 @@ fn public_url(config: &Config, addr: SocketAddr) -> String {
 /// Starts the simulated NLP service if an entry uses it, then builds every provider.
 async fn build_providers(
     config: &Config,
+    extra: &ExtraProviders,
     addr: SocketAddr,
     store: &Store,
     tracker: &TaskTracker,
@@ -133,7 +143,7 @@ async fn build_providers(
                 &entry.webhook_secret_env,
                 "webhook_secret",
             )? {
-                Some(text) => Secret::parse(&text).map_err(|e| StartupError::Provider {
+                Some(text) => Secret::parse(&text).map_err(|e| ConfigError::Provider {
                     name: entry.name.clone(),
                     message: format!("`webhook_secret` {e}"),
                 })?,
@@ -150,7 +160,7 @@ async fn build_providers(
         jobs: Arc::new(Jobs::new(store.clone(), tracker.clone())),
         simulator,
     };
-    Providers::from_config(&config.providers, &ctx)?.with_extra(&config.extra_providers.0)
+    Ok(Providers::from_config(&config.providers, &ctx)?.with_extra(&extra.0)?)
 }
 
 /// Serves until the shutdown token is cancelled, then shuts down gracefully within

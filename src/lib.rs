@@ -5,9 +5,9 @@
 //! See ARCHITECTURE.md for the map of the code and the invariants that hold.
 
 pub mod app;
+pub mod chat;
 pub mod config;
 pub mod conversation;
-pub mod error;
 pub mod ids;
 pub mod metrics;
 pub mod providers;

@@ -10,7 +10,7 @@ async fn main() -> ExitCode {
     chatwire::telemetry::init();
     let result = match chatwire::Config::from_args(args) {
         Ok(config) => chatwire::app::run(config).await,
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,17 +5,15 @@
 //! `Config` directly with [`Config::for_tests`] so they never parse a command line.
 
 mod args;
+mod error;
 mod providers;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use args::Args;
+pub use error::ConfigError;
 pub use providers::{ProviderConfig, parse_providers, secret};
-
-use crate::error::StartupError;
-use crate::providers::Provider;
 
 /// What the server runs with, resolved from [`Args`] and the provider file.
 /// Its `Debug` output is safe to log: provider secrets and database passwords are redacted.
@@ -30,9 +28,6 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub keepalive: Duration,
     pub shutdown_timeout: Duration,
-    /// Providers built in Rust code rather than named in the TOML file (a program that
-    /// embeds chatwire, or a test); listed after the configured ones.
-    pub extra_providers: ExtraProviders,
     /// Where NLP services send callbacks; `None`: `http://` + the bound address.
     pub public_url: Option<String>,
 }
@@ -49,20 +44,7 @@ impl std::fmt::Debug for Config {
             .field("idle_timeout", &self.idle_timeout)
             .field("keepalive", &self.keepalive)
             .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("extra_providers", &self.extra_providers)
             .field("public_url", &self.public_url.as_deref().map(redact_url))
-            .finish()
-    }
-}
-
-/// Providers made in code; `Debug` shows their names only.
-#[derive(Clone, Default)]
-pub struct ExtraProviders(pub Vec<Arc<dyn Provider>>);
-
-impl std::fmt::Debug for ExtraProviders {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|p| &p.info().name))
             .finish()
     }
 }
@@ -133,11 +115,11 @@ pub fn redact_url(url: &str) -> String {
 
 impl Config {
     /// Resolves the command line and reads the provider file, if any.
-    pub fn from_args(args: Args) -> Result<Self, StartupError> {
+    pub fn from_args(args: Args) -> Result<Self, ConfigError> {
         let mut providers = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    StartupError::Config(format!("cannot read {}: {e}", path.display()))
+                    ConfigError::Invalid(format!("cannot read {}: {e}", path.display()))
                 })?;
                 parse_providers(&text)?
             }
@@ -148,13 +130,13 @@ impl Config {
             providers.insert(0, ProviderConfig::offline());
         }
         if args.max_body_bytes < args.max_message_bytes {
-            return Err(StartupError::Config(format!(
+            return Err(ConfigError::Invalid(format!(
                 "--max-body-bytes ({}) must be at least --max-message-bytes ({})",
                 args.max_body_bytes, args.max_message_bytes
             )));
         }
         if args.max_conversations == 0 || args.max_subscribers == 0 {
-            return Err(StartupError::Config(
+            return Err(ConfigError::Invalid(
                 "--max-conversations and --max-subscribers must be at least 1".into(),
             ));
         }
@@ -178,7 +160,6 @@ impl Config {
             idle_timeout: Duration::from_secs(args.idle_secs),
             keepalive: Duration::from_secs(args.keepalive_secs.max(1)),
             shutdown_timeout: Duration::from_secs(args.shutdown_secs),
-            extra_providers: ExtraProviders::default(),
             public_url: args.public_url,
         })
     }
@@ -200,7 +181,6 @@ impl Config {
             idle_timeout: Duration::from_secs(300),
             keepalive: Duration::from_secs(15),
             shutdown_timeout: Duration::from_secs(5),
-            extra_providers: ExtraProviders::default(),
             public_url: None,
         }
     }

@@ -1,15 +1,15 @@
 //! The provider file: one `ProviderConfig` per `[[providers]]` entry of the TOML file,
 //! `parse_providers` (names present and unique), `secret` (inline or from an environment
 //! variable) and a `Debug` that never shows a secret. Which keys each kind uses is checked
-//! later, by `crate::providers::settings`.
+//! later, by `src/providers/settings.rs`.
 
 use serde::Deserialize;
 
+use super::ConfigError;
 use super::{REDACTED, redact_url};
-use crate::error::StartupError;
 
 /// One `[[providers]]` entry of the TOML file. Which keys a kind uses, and their defaults,
-/// is checked by `crate::providers` at start-up (docs/providers.md lists them). Its `Debug`
+/// is checked by the providers module at start-up (docs/providers.md lists them). Its `Debug`
 /// output redacts inline secrets.
 #[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -92,19 +92,19 @@ impl ProviderConfig {
 }
 
 /// Parses the `[[providers]]` list of a TOML file; names must be unique.
-pub fn parse_providers(text: &str) -> Result<Vec<ProviderConfig>, StartupError> {
+pub fn parse_providers(text: &str) -> Result<Vec<ProviderConfig>, ConfigError> {
     let file: ProviderFile =
-        toml::from_str(text).map_err(|e| StartupError::Config(format!("provider file: {e}")))?;
+        toml::from_str(text).map_err(|e| ConfigError::Invalid(format!("provider file: {e}")))?;
     let mut seen = std::collections::HashSet::new();
     for p in &file.providers {
         if p.name.trim().is_empty() {
-            return Err(StartupError::Provider {
+            return Err(ConfigError::Provider {
                 name: p.name.clone(),
                 message: "`name` must not be empty".into(),
             });
         }
         if !seen.insert(p.name.as_str()) {
-            return Err(StartupError::Provider {
+            return Err(ConfigError::Provider {
                 name: p.name.clone(),
                 message: "`name` is used by two entries".into(),
             });
@@ -119,14 +119,14 @@ pub fn secret(
     inline: &Option<String>,
     env: &Option<String>,
     key: &str,
-) -> Result<Option<String>, StartupError> {
+) -> Result<Option<String>, ConfigError> {
     if let Some(v) = inline {
         return Ok(Some(v.clone()));
     }
     match env {
         Some(var) => match std::env::var(var) {
             Ok(v) if !v.is_empty() => Ok(Some(v)),
-            _ => Err(StartupError::Provider {
+            _ => Err(ConfigError::Provider {
                 name: entry.name.clone(),
                 message: format!("`{key}_env` names {var}, which is not set"),
             }),

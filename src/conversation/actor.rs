@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, Frame, Replay, ReplayLog};
 use super::handle::{Command, Presence, Shared, Snapshot, Subscription};
-use super::message::Message;
 use super::presence::{BotState, PresenceFrame, Typists};
+use crate::chat::Message;
 use crate::metrics::Metrics;
 use crate::providers::{Callback, Provider, ReplyEvent};
 use crate::storage::Store;

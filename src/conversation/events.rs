@@ -10,7 +10,7 @@ use std::io::Write;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
-use super::message::Message;
+use crate::chat::Message;
 
 /// What happened in a conversation, as API.md lists it.
 #[derive(Debug, Clone, Serialize)]

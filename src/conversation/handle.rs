@@ -18,8 +18,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::events::Frame;
-use super::message::Message;
 use super::presence::{BotState, PresenceFrame};
+use crate::chat::Message;
 use crate::providers::{Callback, CallbackAck};
 
 /// Why a command did not reach its answer.

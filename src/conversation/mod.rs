@@ -8,13 +8,11 @@
 mod actor;
 pub mod events;
 mod handle;
-mod message;
 pub mod presence;
 mod registry;
 
 pub use handle::{
     ActorError, ConversationHandle, Posted, Presence, Snapshot, Subscription, WatchSlot,
 };
-pub use message::{Message, Role, Status};
 pub use presence::{BotState, PresenceFrame};
 pub use registry::{CreateError, Registry};

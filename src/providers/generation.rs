@@ -73,7 +73,7 @@ impl HistoryLimit {
             start = i;
         }
         let mut kept = &history[start..];
-        while kept.len() > 1 && kept[0].role == crate::conversation::Role::Assistant {
+        while kept.len() > 1 && kept[0].role == crate::chat::Role::Assistant {
             kept = &kept[1..];
         }
         kept
@@ -83,7 +83,7 @@ impl HistoryLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conversation::Role;
+    use crate::chat::Role;
 
     fn turns(texts: &[&str]) -> Vec<Turn> {
         texts

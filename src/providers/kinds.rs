@@ -2,15 +2,15 @@
 //! constructs the provider and picks its default deadlines. A new provider kind registers
 //! here (see docs/providers.md); `registry.rs` calls [`build`] once per `[[providers]]` entry.
 
+use super::context::ProviderContext;
 use super::deadlines::with_deadlines;
 use super::generation::Generation;
 use super::openai::{self, BackgroundSettings, ChatSettings, OpenAiBackground, OpenAiChat};
-use super::registry::ProviderContext;
 use super::settings::{Check, secs};
 use super::webhook::{WebhookProvider, WebhookSettings};
 use super::{CallbackEndpoint, Deadlines, Provider, ProviderInfo, Reply, ReplyRequest, offline};
+use crate::config::ConfigError;
 use crate::config::ProviderConfig;
-use crate::error::StartupError;
 
 /// Applies a provider's deadlines to each of its replies.
 pub(super) struct Guarded {
@@ -41,7 +41,7 @@ pub(super) fn build(
     entry: &ProviderConfig,
     is_default: bool,
     ctx: &ProviderContext,
-) -> Result<Guarded, StartupError> {
+) -> Result<Guarded, ConfigError> {
     let check = Check::new(entry);
     let failed = |e: String| check.error(e);
     let callback_url = format!("{}/webhooks/nlp", ctx.public_url.trim_end_matches('/'));

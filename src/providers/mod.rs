@@ -11,9 +11,10 @@
 //!   reply; dropping the stream makes the provider's cancel call (see `job.rs`).
 //!
 //! Every reply is wrapped in deadlines (`deadlines.rs`) by the registry (`registry.rs`,
-//! which builds each kind in `kinds.rs`).
+//! which builds each kind in `kinds.rs` from a `ProviderContext`, `context.rs`).
 
 pub mod callback;
+mod context;
 pub mod deadlines;
 mod generation;
 mod job;
@@ -32,12 +33,13 @@ mod webhook;
 use futures_util::stream::BoxStream;
 use tokio::sync::mpsc;
 
-use crate::conversation::Role;
+use crate::chat::Role;
 
 pub use callback::{Callback, CallbackAck, CallbackEndpoint, CallbackRoute};
+pub use context::{ExtraProviders, ProviderContext, SimulatorEndpoint};
 pub use deadlines::Deadlines;
 pub use jobs::{JobOwner, Jobs, Route};
-pub use registry::{ProviderContext, Providers, SimulatorEndpoint};
+pub use registry::Providers;
 pub use webhook::client::{
     PostError, http_client as webhook_http_client, post_signed, post_signed_retrying,
 };

@@ -6,32 +6,13 @@
 //! entry's keys (`settings.rs`) and constructs the provider (see docs/providers.md).
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use super::context::ProviderContext;
 use super::kinds::build;
 use super::{CallbackRoute, Jobs, Provider, ProviderInfo};
+use crate::config::ConfigError;
 use crate::config::ProviderConfig;
-use crate::error::StartupError;
 use crate::signature::Secret;
-
-/// Where the built-in simulated NLP service listens, and the secret it shares with us.
-#[derive(Debug, Clone)]
-pub struct SimulatorEndpoint {
-    /// The URL jobs are POSTed to.
-    pub url: String,
-    pub secret: Secret,
-}
-
-/// Settings every provider kind may need at start-up.
-#[derive(Clone)]
-pub struct ProviderContext {
-    pub offline_delay: Duration,
-    /// The base URL at which NLP services reach us, e.g. `http://127.0.0.1:3000`.
-    pub public_url: String,
-    pub jobs: Arc<Jobs>,
-    /// Set when the built-in simulated service was started (kind `simulated`).
-    pub simulator: Option<SimulatorEndpoint>,
-}
 
 /// The providers this server is configured with.
 #[derive(Clone)]
@@ -53,7 +34,7 @@ impl Providers {
     pub fn from_config(
         entries: &[ProviderConfig],
         ctx: &ProviderContext,
-    ) -> Result<Providers, StartupError> {
+    ) -> Result<Providers, ConfigError> {
         let default_name = entries
             .iter()
             .find(|p| p.default)
@@ -73,8 +54,8 @@ impl Providers {
         })
     }
 
-    /// Adds providers built in code (see `Config::extra_providers`); names must stay unique.
-    pub fn with_extra(self, extra: &[Arc<dyn Provider>]) -> Result<Providers, StartupError> {
+    /// Adds providers built in code (see `ExtraProviders`); names must stay unique.
+    pub fn with_extra(self, extra: &[Arc<dyn Provider>]) -> Result<Providers, ConfigError> {
         if extra.is_empty() {
             return Ok(self);
         }
@@ -82,7 +63,7 @@ impl Providers {
         for p in extra {
             let name = &p.info().name;
             if list.iter().any(|q| &q.info().name == name) {
-                return Err(StartupError::Provider {
+                return Err(ConfigError::Provider {
                     name: name.clone(),
                     message: "`name` is used by two entries".into(),
                 });

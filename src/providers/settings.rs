@@ -1,13 +1,13 @@
 //! Checking one `[[providers]]` entry: which keys its kind uses, which it needs, and the
 //! defaults of the others. A wrong entry stops start-up with a message naming the entry
-//! and the key (`StartupError::Provider`).
+//! and the key (`ConfigError::Provider`).
 
 use std::time::Duration;
 
 use super::Deadlines;
 use super::retry::RetryPolicy;
+use crate::config::ConfigError;
 use crate::config::{ProviderConfig, secret};
-use crate::error::StartupError;
 use crate::signature::Secret;
 
 /// Keys every kind accepts besides `name`, `kind` and `default`.
@@ -27,8 +27,8 @@ impl<'a> Check<'a> {
         Check { entry }
     }
 
-    pub fn error(&self, message: impl Into<String>) -> StartupError {
-        StartupError::Provider {
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::Provider {
             name: self.entry.name.clone(),
             message: message.into(),
         }
@@ -36,7 +36,7 @@ impl<'a> Check<'a> {
 
     /// Refuses keys that the kind does not use (a typo or a misplaced key would otherwise
     /// be silently ignored).
-    pub fn only(&self, allowed: &[&str]) -> Result<(), StartupError> {
+    pub fn only(&self, allowed: &[&str]) -> Result<(), ConfigError> {
         let e = self.entry;
         let set = [
             ("base_url", e.base_url.is_some()),
@@ -66,7 +66,7 @@ impl<'a> Check<'a> {
         Ok(())
     }
 
-    pub fn required(&self, key: &str, value: &Option<String>) -> Result<String, StartupError> {
+    pub fn required(&self, key: &str, value: &Option<String>) -> Result<String, ConfigError> {
         match value.as_deref().map(str::trim) {
             Some(v) if !v.is_empty() => Ok(v.to_string()),
             _ => Err(self.error(format!(
@@ -77,7 +77,7 @@ impl<'a> Check<'a> {
     }
 
     /// An `http://` or `https://` URL.
-    pub fn http_url(&self, key: &str, value: &str) -> Result<String, StartupError> {
+    pub fn http_url(&self, key: &str, value: &str) -> Result<String, ConfigError> {
         match reqwest::Url::parse(value) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
                 Ok(value.to_string())
@@ -89,7 +89,7 @@ impl<'a> Check<'a> {
     }
 
     /// `api_key` or `api_key_env`; optional (local servers such as Ollama need none).
-    pub fn api_key(&self) -> Result<Option<String>, StartupError> {
+    pub fn api_key(&self) -> Result<Option<String>, ConfigError> {
         let key = secret(
             self.entry,
             &self.entry.api_key,
@@ -107,7 +107,7 @@ impl<'a> Check<'a> {
     }
 
     /// `webhook_secret` or `webhook_secret_env`: `None` if neither is given.
-    pub fn webhook_secret(&self) -> Result<Option<Secret>, StartupError> {
+    pub fn webhook_secret(&self) -> Result<Option<Secret>, ConfigError> {
         let text = secret(
             self.entry,
             &self.entry.webhook_secret,
@@ -119,7 +119,7 @@ impl<'a> Check<'a> {
     }
 
     /// A webhook secret that the kind cannot work without.
-    pub fn required_webhook_secret(&self) -> Result<Secret, StartupError> {
+    pub fn required_webhook_secret(&self) -> Result<Secret, ConfigError> {
         self.webhook_secret()?.ok_or_else(|| {
             self.error(format!(
                 "`webhook_secret` (or `webhook_secret_env`) is required for kind `{}`: \
@@ -129,7 +129,7 @@ impl<'a> Check<'a> {
         })
     }
 
-    fn secs(&self, key: &str, value: Option<u64>) -> Result<Option<Duration>, StartupError> {
+    fn secs(&self, key: &str, value: Option<u64>) -> Result<Option<Duration>, ConfigError> {
         match value {
             Some(0) => Err(self.error(format!("`{key}` must be at least 1"))),
             v => Ok(v.map(Duration::from_secs)),
@@ -137,7 +137,7 @@ impl<'a> Check<'a> {
     }
 
     /// The entry's deadlines, each falling back to the kind's default.
-    pub fn deadlines(&self, defaults: Deadlines) -> Result<Deadlines, StartupError> {
+    pub fn deadlines(&self, defaults: Deadlines) -> Result<Deadlines, ConfigError> {
         let e = self.entry;
         Ok(Deadlines {
             first_delta: self
@@ -152,7 +152,7 @@ impl<'a> Check<'a> {
         })
     }
 
-    pub fn retry(&self) -> Result<RetryPolicy, StartupError> {
+    pub fn retry(&self) -> Result<RetryPolicy, ConfigError> {
         match self.entry.retries {
             Some(n) if n > 5 => Err(self.error("`retries` must be at most 5")),
             n => Ok(RetryPolicy {

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use sqlx::Row;
 
 use super::{Store, StoreError};
-use crate::conversation::{Message, Role, Status};
+use crate::chat::{Message, Role, Status};
 
 /// A conversation as storage holds it.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use super::AppState;
 use super::auth::{authorize, set_cookie};
 use super::body::JsonBody;
 use crate::conversation::{CreateError, Snapshot};
-use crate::error::AppError;
+use crate::web::error::AppError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

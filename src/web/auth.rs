@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, header};
 
 use super::AppState;
 use crate::conversation::{ActorError, ConversationHandle};
-use crate::error::AppError;
+use crate::web::error::AppError;
 
 /// The cookie that carries a conversation's token in the browser.
 pub fn cookie_name(id: &str) -> String {

@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use crate::error::AppError;
+use crate::web::error::AppError;
 
 /// `T` parsed from the request body. An empty body parses as `{}`.
 pub struct JsonBody<T>(pub T);

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
 use super::AppState;
-use crate::error::AppError;
+use crate::web::error::AppError;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {

@@ -11,6 +11,7 @@
 mod api;
 mod auth;
 mod body;
+pub mod error;
 pub mod limit;
 mod metrics;
 mod pages;
@@ -37,10 +38,10 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::conversation::Registry;
-use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::storage::Store;
+use error::AppError;
 
 /// What every route can reach.
 #[derive(Clone)]

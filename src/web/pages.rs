@@ -11,8 +11,8 @@ use serde::Deserialize;
 use super::AppState;
 use super::api::{create_conversation, set_cookie_header};
 use super::auth::authorize;
-use crate::error::AppError;
 use crate::providers::ProviderInfo;
+use crate::web::error::AppError;
 
 pub struct ProviderView {
     pub name: String,

@@ -38,8 +38,8 @@ use super::AppState;
 use super::auth::authorize;
 use crate::conversation::events::Frame;
 use crate::conversation::{ConversationHandle, Subscription, WatchSlot};
-use crate::error::AppError;
 use crate::metrics::{Metrics, OpenGuard};
+use crate::web::error::AppError;
 
 /// How long a browser waits before reconnecting after the stream drops.
 const RETRY_MS: u64 = 1000;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chatwire::providers::ExtraProviders;
 use chatwire::{Config, Server};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -28,9 +29,19 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_providers(change, ExtraProviders::default()).await
+}
+
+/// Like [`spawn_app_with`], with providers built in the test besides the configured ones.
+pub async fn spawn_app_with_providers(
+    change: impl FnOnce(&mut Config),
+    extra: ExtraProviders,
+) -> TestApp {
     let mut config = Config::for_tests();
     change(&mut config);
-    let server = Server::start(config).await.expect("server starts");
+    let server = Server::start_with(config, extra)
+        .await
+        .expect("server starts");
     TestApp {
         addr: server.addr,
         server: Some(server),

@@ -297,7 +297,7 @@ async fn shutdown_ends_open_streams_and_stores_the_reply_in_progress() {
     let stored = store.load_conversation(&conv.id).await.unwrap().unwrap();
     assert_eq!(
         stored.messages[1].status,
-        chatwire::conversation::Status::Interrupted
+        chatwire::chat::Status::Interrupted
     );
     // Exactly what was delivered: how much that is depends on how soon the shutdown came.
     assert_eq!(stored.messages[1].text, last.field("text"));

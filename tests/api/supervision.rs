@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
-use chatwire::config::ExtraProviders;
-use chatwire::providers::{Provider, ProviderInfo, Reply, ReplyEvent, ReplyRequest};
+use chatwire::providers::{
+    ExtraProviders, Provider, ProviderInfo, Reply, ReplyEvent, ReplyRequest,
+};
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -61,11 +62,8 @@ fn panicky() -> ExtraProviders {
 
 #[tokio::test]
 async fn a_panicking_reply_restarts_its_conversation_and_no_other_notices() {
-    let app = spawn_app_with(|c| {
-        c.offline_delay = Duration::from_millis(1);
-        c.extra_providers = panicky();
-    })
-    .await;
+    let app =
+        spawn_app_with_providers(|c| c.offline_delay = Duration::from_millis(1), panicky()).await;
     let registry = app.server.as_ref().unwrap().state.registry.clone();
     let calm = app.create().await;
     let doomed = app.create_with("panicky").await;

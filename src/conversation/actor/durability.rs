@@ -6,7 +6,7 @@
 //! The rest of the actor (`super`) decides what happens; this file only writes it down.
 
 use super::{Actor, EVENT_ID_BLOCK};
-use crate::conversation::message::Status;
+use crate::chat::Status;
 
 impl Actor {
     /// Prepares a conversation loaded from storage: a reply left streaming by a previous

@@ -8,9 +8,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{ActiveReply, Actor, CHECKPOINT_EVERY};
+use crate::chat::{Message, Status};
 use crate::conversation::events::Event;
 use crate::conversation::handle::{ActorError, Posted};
-use crate::conversation::message::{Message, Status};
 use crate::conversation::presence::{BotState, PresenceFrame};
 use crate::metrics::Outcome;
 use crate::providers::{Callback, CallbackAck, ReplyEvent, ReplyRequest, Turn};

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use super::upstream::Upstream;
 use super::wire::{ResponseObject, ResponseStatus};
-use crate::conversation::Role;
+use crate::chat::Role;
 use crate::providers::callback::{OpenAiEvent, OpenAiEventKind};
 use crate::providers::generation::Generation;
 use crate::providers::job::{

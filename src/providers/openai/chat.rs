@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::sse::SseReader;
 use super::upstream::Upstream;
 use super::wire::{ChatChunk, Finish};
-use crate::conversation::Role;
+use crate::chat::Role;
 use crate::providers::generation::{Generation, TokenField};
 use crate::providers::retry::{Attempt, RetryPolicy, retry_before_first_delta};
 use crate::providers::{Provider, ProviderInfo, Reply, ReplyEvent, ReplyRequest, Turn};

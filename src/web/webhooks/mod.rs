@@ -23,10 +23,10 @@ use serde_json::json;
 
 use super::AppState;
 use crate::conversation::ActorError;
-use crate::error::AppError;
 use crate::providers::callback::parse;
 use crate::providers::{CallbackAck, CallbackRoute, Route};
 use crate::signature::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Signed, now_secs};
+use crate::web::error::AppError;
 
 pub async fn openai(
     State(state): State<AppState>,

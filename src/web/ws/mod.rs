@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::auth::{authorize, origin_allowed};
-use crate::error::AppError;
+use crate::web::error::AppError;
 use session::Session;
 
 /// Largest frame or message the transport accepts. Above this the socket is closed with

@@ -1,24 +1,11 @@
-//! Errors. [`AppError`] is the one error type the web layer answers with: it maps each case
-//! to a status and a JSON body `{"error": {"code", "message"}}` and never shows internals.
-//! [`StartupError`] stops the server before it serves, naming what is wrong.
+//! [`AppError`], the one error type the web layer answers with: it maps each case to a
+//! status and a JSON body `{"error": {"code", "message"}}` and never shows internals. The
+//! errors of the layers below (storage, the conversation actor) are turned into it here.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error("configuration: {0}")]
-    Config(String),
-    #[error("provider `{name}`: {message}")]
-    Provider { name: String, message: String },
-    #[error("storage: {0}")]
-    Storage(#[from] crate::storage::StoreError),
-    #[error("cannot listen: {0}")]
-    Io(#[from] std::io::Error),
-}
 
 /// Everything an HTTP route can answer with besides success.
 #[derive(Debug, thiserror::Error)]
