@@ -17,7 +17,8 @@ const JSON_BODY_LIMIT: usize = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Upstream {
     http: reqwest::Client,
-    base_url: String,
+    /// Paths are added to its path; a query (Azure's `api-version`) is kept.
+    base_url: reqwest::Url,
     api_key: Option<String>,
     provider: String,
     model: String,
@@ -34,9 +35,11 @@ impl Upstream {
         model: &str,
         timeout: Option<Duration>,
     ) -> Result<Self, String> {
+        let parsed =
+            reqwest::Url::parse(base_url).map_err(|_| "`base_url` is not a URL".to_string())?;
         Ok(Upstream {
             http: super::http_client(timeout)?,
-            base_url: base_url.trim_end_matches('/').to_string(),
+            base_url: parsed,
             api_key: api_key.map(str::to_string),
             provider: provider.to_string(),
             model: model.to_string(),
@@ -63,12 +66,20 @@ impl Upstream {
         }
     }
 
+    /// `base_url` with `path` (starting with `/`) added to its path.
+    fn url(&self, path: &str) -> reqwest::Url {
+        let mut url = self.base_url.clone();
+        let joined = format!("{}{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        url
+    }
+
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.with_key(self.http.post(format!("{}{path}", self.base_url)))
+        self.with_key(self.http.post(self.url(path)))
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.with_key(self.http.get(format!("{}{path}", self.base_url)))
+        self.with_key(self.http.get(self.url(path)))
     }
 
     /// Sends `req`; a non-success answer becomes a [`Failure`] described from its status,
