@@ -4,13 +4,21 @@
 
 use super::context::ProviderContext;
 use super::deadlines::with_deadlines;
-use super::generation::Generation;
 use super::openai::{self, BackgroundSettings, ChatSettings, OpenAiBackground, OpenAiChat};
-use super::settings::{Check, secs};
+use super::settings::{Check, GENERATION, secs};
 use super::webhook::{WebhookProvider, WebhookSettings};
 use super::{CallbackEndpoint, Deadlines, Provider, ProviderInfo, Reply, ReplyRequest, offline};
 use crate::config::ConfigError;
 use crate::config::ProviderConfig;
+
+/// The keys both OpenAI kinds use (besides the generation keys).
+const OPENAI: [&str; 5] = [
+    "base_url",
+    "api_key",
+    "api_key_env",
+    "model",
+    "system_prompt",
+];
 
 /// Applies a provider's deadlines to each of its replies.
 pub(super) struct Guarded {
@@ -67,14 +75,7 @@ pub(super) fn build(
             )
         }
         "openai" => {
-            check.only(&[
-                "base_url",
-                "api_key",
-                "api_key_env",
-                "model",
-                "system_prompt",
-                "retries",
-            ])?;
+            check.only(&[&OPENAI[..], &GENERATION, &["retries", "max_tokens_field"]].concat())?;
             let settings = ChatSettings {
                 info: info(
                     "openai",
@@ -85,7 +86,7 @@ pub(super) fn build(
                 model: check.required("model", &entry.model)?,
                 system_prompt: entry.system_prompt.clone(),
                 retry: check.retry()?,
-                generation: Generation::default(),
+                generation: check.generation()?,
             };
             (
                 Box::new(OpenAiChat::new(settings).map_err(failed)?),
@@ -93,15 +94,14 @@ pub(super) fn build(
             )
         }
         "openai-background" => {
-            check.only(&[
-                "base_url",
-                "api_key",
-                "api_key_env",
-                "model",
-                "system_prompt",
-                "webhook_secret",
-                "webhook_secret_env",
-            ])?;
+            check.only(
+                &[
+                    &OPENAI[..],
+                    &GENERATION,
+                    &["webhook_secret", "webhook_secret_env"],
+                ]
+                .concat(),
+            )?;
             let settings = BackgroundSettings {
                 info: info(
                     "openai-background",
@@ -115,7 +115,7 @@ pub(super) fn build(
                 model: check.required("model", &entry.model)?,
                 system_prompt: entry.system_prompt.clone(),
                 webhook_secret: check.required_webhook_secret()?,
-                generation: Generation::default(),
+                generation: check.generation()?,
             };
             (
                 Box::new(OpenAiBackground::new(settings, ctx.jobs.clone()).map_err(failed)?),
@@ -124,14 +124,20 @@ pub(super) fn build(
             )
         }
         "webhook" => {
-            check.only(&[
-                "url",
-                "webhook_secret",
-                "webhook_secret_env",
-                "model",
-                "system_prompt",
-                "retries",
-            ])?;
+            check.only(
+                &[
+                    &[
+                        "url",
+                        "webhook_secret",
+                        "webhook_secret_env",
+                        "model",
+                        "system_prompt",
+                        "retries",
+                    ][..],
+                    &GENERATION,
+                ]
+                .concat(),
+            )?;
             let url = check.required("url", &entry.url)?;
             let settings = WebhookSettings {
                 info: info(
@@ -144,6 +150,7 @@ pub(super) fn build(
                 system_prompt: entry.system_prompt.clone(),
                 model: entry.model.clone(),
                 retries: check.retry()?.retries,
+                generation: check.generation()?,
             };
             (
                 Box::new(WebhookProvider::new(settings, ctx.jobs.clone()).map_err(failed)?),
@@ -166,6 +173,7 @@ pub(super) fn build(
                 system_prompt: None,
                 model: None,
                 retries: 1,
+                generation: Default::default(),
             };
             // Local and paced by `--offline-delay-ms`: a long `/count` may take a while, so
             // only silence is bounded.

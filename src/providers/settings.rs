@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::Deadlines;
+use super::generation::{DEFAULT_MAX_HISTORY_CHARS, Generation, HistoryLimit, TokenField};
 use super::retry::RetryPolicy;
 use crate::config::ConfigError;
 use crate::config::{ProviderConfig, secret};
@@ -16,6 +17,14 @@ const COMMON: [&str; 4] = [
     "first_delta_timeout_secs",
     "gap_timeout_secs",
     "reply_timeout_secs",
+];
+
+/// The generation keys (`generation()`), for the kinds that send a conversation.
+pub const GENERATION: [&str; 4] = [
+    "max_tokens",
+    "temperature",
+    "max_history_messages",
+    "max_history_chars",
 ];
 
 pub struct Check<'a> {
@@ -55,6 +64,11 @@ impl<'a> Check<'a> {
             ),
             ("gap_timeout_secs", e.gap_timeout_secs.is_some()),
             ("reply_timeout_secs", e.reply_timeout_secs.is_some()),
+            ("max_tokens", e.max_tokens.is_some()),
+            ("max_tokens_field", e.max_tokens_field.is_some()),
+            ("temperature", e.temperature.is_some()),
+            ("max_history_messages", e.max_history_messages.is_some()),
+            ("max_history_chars", e.max_history_chars.is_some()),
         ];
         for (key, present) in set {
             if present && !allowed.contains(&key) && !COMMON.contains(&key) {
@@ -160,6 +174,41 @@ impl<'a> Check<'a> {
                 ..RetryPolicy::default()
             }),
         }
+    }
+
+    /// `max_tokens`, `max_tokens_field`, `temperature` and the history limits.
+    pub fn generation(&self) -> Result<Generation, ConfigError> {
+        let e = self.entry;
+        let at_least_one = |key: &str, v: Option<usize>| match v {
+            Some(0) => Err(self.error(format!("`{key}` must be at least 1"))),
+            v => Ok(v),
+        };
+        if e.max_tokens == Some(0) {
+            return Err(self.error("`max_tokens` must be at least 1"));
+        }
+        if let Some(t) = e.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            return Err(self.error("`temperature` must be between 0 and 2"));
+        }
+        let token_field = match e.max_tokens_field.as_deref() {
+            None => TokenField::default(),
+            Some(f) => TokenField::parse(f).ok_or_else(|| {
+                self.error(format!(
+                    "`max_tokens_field` must be \"max_tokens\" or \"max_completion_tokens\", not \"{f}\""
+                ))
+            })?,
+        };
+        Ok(Generation {
+            max_tokens: e.max_tokens,
+            token_field,
+            temperature: e.temperature,
+            history: HistoryLimit {
+                max_messages: at_least_one("max_history_messages", e.max_history_messages)?,
+                max_chars: at_least_one("max_history_chars", e.max_history_chars)?
+                    .unwrap_or(DEFAULT_MAX_HISTORY_CHARS),
+            },
+        })
     }
 
     pub fn label(&self, default: &str) -> String {

@@ -4,6 +4,7 @@
 
 mod fakes;
 mod helpers;
+mod llama;
 mod process;
 mod raw_sse;
 mod ws_client;
@@ -20,6 +21,7 @@ mod provider_llmock;
 mod provider_openai;
 mod provider_webhook;
 mod provider_wire;
+mod real_model;
 mod signed_delivery;
 mod signing;
 mod streaming;

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::fakes::spawn_app_with_fake;
+use crate::fakes::{last_content, spawn_app_with_fake};
 use crate::helpers::*;
 
 const KEY: &str = "sk-secret-key-123";
@@ -24,6 +24,8 @@ const KEY: &str = "sk-secret-key-123";
 struct Fake {
     /// When each request came, and its last user message.
     requests: Mutex<Vec<(Instant, String)>>,
+    /// Every request body.
+    bodies: Mutex<Vec<Value>>,
 }
 
 impl Fake {
@@ -66,12 +68,8 @@ fn http_date_in(secs: u64) -> String {
 
 /// Answers by the last user message; `…-once` cases fail only their first request.
 async fn completions(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
-    let last = body["messages"]
-        .as_array()
-        .and_then(|m| m.last())
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or("")
-        .to_string();
+    let last = last_content(&body);
+    fake.bodies.lock().unwrap().push(body.clone());
     let first = {
         let mut r = fake.requests.lock().unwrap();
         r.push((Instant::now(), last.clone()));
@@ -126,15 +124,30 @@ async fn setup() -> (TestApp, Arc<Fake>) {
         .route("/v1/chat/completions", post(completions))
         .with_state(fake.clone());
     let app = spawn_app_with_fake(router, |addr| {
-        vec![chatwire::config::ProviderConfig {
-            name: "gpt".into(),
-            kind: "openai".into(),
-            // User-info and a query string that must never show in an error.
-            base_url: Some(format!("http://user:hunter2@{addr}/v1?token=qs-secret")),
-            api_key: Some(KEY.into()),
-            model: Some("nope".into()),
-            ..Default::default()
-        }]
+        vec![
+            chatwire::config::ProviderConfig {
+                name: "gpt".into(),
+                kind: "openai".into(),
+                // User-info and a query string that must never show in an error.
+                base_url: Some(format!("http://user:hunter2@{addr}/v1?token=qs-secret")),
+                api_key: Some(KEY.into()),
+                model: Some("nope".into()),
+                ..Default::default()
+            },
+            chatwire::config::ProviderConfig {
+                name: "limited".into(),
+                kind: "openai".into(),
+                base_url: Some(format!("http://{addr}/v1")),
+                model: Some("o-mini".into()),
+                system_prompt: Some("Be brief.".into()),
+                max_tokens: Some(77),
+                max_tokens_field: Some("max_completion_tokens".into()),
+                temperature: Some(0.5),
+                max_history_messages: Some(3),
+                max_history_chars: Some(1000),
+                ..Default::default()
+            },
+        ]
     })
     .await;
     (app, fake)
@@ -226,5 +239,42 @@ async fn errors_a_person_can_act_on_without_secrets() {
             assert!(!error.contains(secret), "{text}: {error} shows {secret}");
         }
         assert_eq!(fake.times(text).len(), 1, "{text}: not retried");
+    }
+}
+
+#[tokio::test]
+async fn generation_settings_are_sent_and_history_is_trimmed_from_the_oldest() {
+    let (app, fake) = setup().await;
+    let (conv, mut sse) = app.open_with("limited").await;
+    for text in ["one", "two", "three"] {
+        app.post_ok(&conv, text).await;
+        assert_eq!(sse.reply_end().await.kind(), "reply.completed");
+    }
+    let body = fake.bodies.lock().unwrap().last().unwrap().clone();
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["max_completion_tokens"], 77);
+    assert!(body.get("max_tokens").is_none(), "{body}");
+    assert_eq!(body["temperature"], 0.5);
+    let sent: Vec<(&str, &str)> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+        .collect();
+    // Three latest turns: "two", its reply, "three" — after the system prompt.
+    assert_eq!(
+        sent,
+        [
+            ("system", "Be brief."),
+            ("user", "two"),
+            ("assistant", "Hello"),
+            ("user", "three")
+        ]
+    );
+    // The default provider sends neither limit field, nor a temperature.
+    reply_to(&app, "plain").await;
+    let body = fake.bodies.lock().unwrap().last().unwrap().clone();
+    for key in ["max_tokens", "max_completion_tokens", "temperature"] {
+        assert!(body.get(key).is_none(), "{key} in {body}");
     }
 }
