@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config, ConfigError};
-use crate::conversation::Registry;
+use crate::conversation::{Conversations, Registry};
 use crate::metrics::Metrics;
 use crate::providers::{ExtraProviders, Jobs, ProviderContext, Providers};
 use crate::signature::Secret;
@@ -88,7 +88,7 @@ impl Server {
         let state = AppState {
             limits: Arc::new(Limiters::new(&config.limits)),
             config: Arc::new(config),
-            registry,
+            conversations: Conversations::local(registry),
             providers,
             store,
             shutdown,

@@ -3,7 +3,7 @@
 //! variable) and a `Debug` that never shows a secret. Which keys each kind uses is checked
 //! later, by `src/providers/settings.rs`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 use super::{REDACTED, redact_url};
@@ -11,7 +11,7 @@ use super::{REDACTED, redact_url};
 /// One `[[providers]]` entry of the TOML file. Which keys a kind uses, and their defaults,
 /// is checked by the providers module at start-up (docs/providers.md lists them). Its `Debug`
 /// output redacts inline secrets.
-#[derive(Clone, Default, Deserialize, PartialEq)]
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub name: String,

@@ -2,37 +2,67 @@
 //! conversation and the only publisher of its events.
 //!
 //! It owns the history, the reply in progress (it polls the provider's stream itself, as one
-//! branch of its `select!`), the numbered event log and the presence state. Because one task
-//! decides everything in one order, "no delta after `reply.interrupted`", "event ids rise by
-//! one" and "subscribe = replay + live with no gap" hold by construction.
+//! branch of its `select!`), its numbered events (`publisher.rs`: numbering, the replay log
+//! and the live broadcast, behind the one door `publish`), the presence state and its own
+//! lifetime. Because one task decides everything in one order, "no delta after
+//! `reply.interrupted`", "event ids rise by one" and "subscribe = replay + live with no
+//! gap" hold by construction. [`Actor::spawn`] builds it — channels, handle, task — so the
+//! registry only decides when to start one and hears when it ends.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use tokio::sync::{broadcast, mpsc};
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::events::{Event, Frame, Replay, ReplayLog};
-use super::handle::{Command, Presence, Shared, Snapshot, Subscription};
-use super::presence::{BotState, PresenceFrame, Typists};
+use super::handle::{Command, ConversationHandle, Shared, Snapshot};
+use super::presence::PresenceHub;
 use crate::chat::Message;
 use crate::metrics::Metrics;
 use crate::providers::{Callback, Provider, ReplyEvent};
-use crate::storage::Store;
+use crate::storage::{Store, StoredConversation, StoredEvent};
+use publisher::Publisher;
 
 mod durability;
+mod publisher;
 mod reply;
 
 /// How often (at most) the text of a streaming reply is stored while it grows.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// Most frames one subscription hands over at once: a reader far behind takes its replay
-/// a page at a time, so what it holds does not grow with the length of the reply.
-const REPLAY_PAGE: usize = 1024;
-/// Event numbers are reserved in storage this many at a time (see `event_id_floor`).
-pub(crate) const EVENT_ID_BLOCK: u64 = 10_000;
+
+/// What every actor of a server starts with; the registry keeps one and hands it to
+/// [`Actor::spawn`].
+#[derive(Clone)]
+pub(crate) struct ActorEnv {
+    pub(crate) store: Store,
+    pub(crate) metrics: Arc<Metrics>,
+    /// The server's shutdown signal.
+    pub(crate) shutdown: CancellationToken,
+    /// Actors run on it, so shutdown waits for their last writes.
+    pub(crate) tracker: TaskTracker,
+    pub(crate) idle_timeout: Duration,
+    /// Events kept for resumes (`Limits::replay_events`).
+    pub(crate) replay_events: usize,
+    /// Commands waiting for one actor (`Limits::mailbox`).
+    pub(crate) mailbox: usize,
+    /// Slots of the live broadcast (`Limits::broadcast_capacity`).
+    pub(crate) broadcast_capacity: usize,
+}
+
+/// The other side of an actor's life (the registry): it decides whether an idle actor
+/// may stop, and hears when its task has ended.
+pub(crate) trait Supervisor: Send + Sync + 'static {
+    /// Asked by an actor whose idle time is up: may it stop now?
+    fn may_retire(&self) -> bool;
+    /// The actor's task has ended (its `done` token is cancelled), with the panic's
+    /// message if it panicked.
+    fn ended(&self, panic: Option<String>);
+}
 
 struct ActiveReply {
     /// Index of the reply in `messages`.
@@ -49,57 +79,31 @@ struct ActiveReply {
     awaiting_first: Option<Instant>,
 }
 
+/// When an actor stops: shutdown, retirement, or idleness its supervisor agrees to.
+struct Lifetime {
+    shutdown: CancellationToken,
+    /// Cancelled by this actor when it stops, after its last event and write: WebSocket
+    /// sessions watch it, and a successor actor waits for it.
+    done: CancellationToken,
+    idle_timeout: Duration,
+    last_active: Instant,
+    supervisor: Arc<dyn Supervisor>,
+}
+
 pub(crate) struct Actor {
     id: Arc<str>,
     provider: Arc<dyn Provider>,
     store: Store,
-    messages: Vec<Message>,
-    next_id: u64,
-    reserved_until: u64,
-    /// A new block of event numbers must be reserved before long.
-    reserve_needed: bool,
-    log: ReplayLog,
-    /// The highest event number already in storage's `events` table.
-    stored_upto: u64,
-    replay_events: usize,
-    events: broadcast::Sender<Frame>,
-    presence: broadcast::Sender<PresenceFrame>,
-    rx: mpsc::Receiver<Command>,
-    /// The server's shutdown signal.
-    shutdown: CancellationToken,
-    /// Cancelled by this actor when it stops, after its last event and write: streams
-    /// watch it, and a successor actor waits for it.
-    done: CancellationToken,
-    idle_timeout: Duration,
-    shared: Arc<Shared>,
-    /// Asks the registry whether this idle actor may stop (see `Registry::try_retire`).
-    may_retire: Box<dyn Fn() -> bool + Send>,
     metrics: Arc<Metrics>,
-    bot: BotState,
-    typists: Typists,
+    messages: Vec<Message>,
+    /// Event numbers, the replay log and the live broadcast.
+    events: Publisher,
+    presence: PresenceHub,
+    rx: mpsc::Receiver<Command>,
+    life: Lifetime,
+    /// What the actor and its handles share (the `replying` flag, subscriber places).
+    shared: Arc<Shared>,
     reply: Option<ActiveReply>,
-    last_active: Instant,
-}
-
-/// Everything an actor starts with (built by the registry).
-pub(crate) struct ActorParts {
-    pub(crate) id: Arc<str>,
-    pub(crate) provider: Arc<dyn Provider>,
-    pub(crate) store: Store,
-    pub(crate) messages: Vec<Message>,
-    pub(crate) next_id: u64,
-    pub(crate) log: ReplayLog,
-    pub(crate) stored_upto: u64,
-    pub(crate) replay_events: usize,
-    pub(crate) events: broadcast::Sender<Frame>,
-    pub(crate) presence: broadcast::Sender<PresenceFrame>,
-    pub(crate) rx: mpsc::Receiver<Command>,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) done: CancellationToken,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) may_retire: Box<dyn Fn() -> bool + Send>,
-    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// The next event of the reply in progress; pending forever when there is none.
@@ -117,32 +121,70 @@ enum Flow {
 }
 
 impl Actor {
-    pub(crate) fn new(p: ActorParts) -> Self {
-        Actor {
-            id: p.id,
-            provider: p.provider,
-            store: p.store,
-            messages: p.messages,
-            next_id: p.next_id,
-            reserved_until: p.next_id,
-            reserve_needed: false,
-            log: p.log,
-            stored_upto: p.stored_upto,
-            replay_events: p.replay_events,
-            events: p.events,
-            presence: p.presence,
-            rx: p.rx,
-            shutdown: p.shutdown,
-            done: p.done,
-            idle_timeout: p.idle_timeout,
-            shared: p.shared,
-            may_retire: p.may_retire,
-            metrics: p.metrics,
-            bot: BotState::Idle,
-            typists: Typists::default(),
+    /// Starts the actor of a stored conversation (with the replay window storage kept)
+    /// on the tracker and returns its handle. The mailbox, the broadcast channels, the
+    /// `done` token and the task are made here; a panic is caught and reported to the
+    /// supervisor, which also hears of a normal end.
+    pub(crate) fn spawn(
+        env: &ActorEnv,
+        stored: StoredConversation,
+        events: Vec<StoredEvent>,
+        provider: Arc<dyn Provider>,
+        generation: u64,
+        supervisor: Arc<dyn Supervisor>,
+    ) -> ConversationHandle {
+        let id: Arc<str> = stored.id.into();
+        let (tx, rx) = mpsc::channel(env.mailbox);
+        // Not a child of the shutdown token: WebSocket sessions must outlive the shutdown
+        // signal long enough to carry the actor's last frames; the actor cancels it.
+        let done = CancellationToken::new();
+        let shared = Arc::new(Shared::default());
+        let handle = ConversationHandle {
+            id: id.clone(),
+            token_hash: stored.token_hash.into(),
+            provider: provider.info().name.clone().into(),
+            tx,
+            cancel: done.clone(),
+            generation,
+            shared: shared.clone(),
+            lease: Arc::new(()),
+        };
+        let actor = Actor {
+            id: id.clone(),
+            provider,
+            store: env.store.clone(),
+            metrics: env.metrics.clone(),
+            messages: stored.messages,
+            events: Publisher::new(
+                stored.event_id_floor,
+                events,
+                env.replay_events,
+                env.broadcast_capacity,
+            ),
+            presence: PresenceHub::new(),
+            rx,
+            life: Lifetime {
+                shutdown: env.shutdown.clone(),
+                done: done.clone(),
+                idle_timeout: env.idle_timeout,
+                last_active: Instant::now(),
+                supervisor: supervisor.clone(),
+            },
+            shared,
             reply: None,
-            last_active: Instant::now(),
-        }
+        };
+        env.tracker.spawn(async move {
+            let panic = AssertUnwindSafe(actor.run()).catch_unwind().await.err();
+            let message = panic.map(|p| {
+                p.downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default()
+            });
+            done.cancel();
+            supervisor.ended(message);
+        });
+        handle
     }
 
     /// Runs until the server shuts down, the registry retires it, or the conversation has
@@ -157,11 +199,11 @@ impl Actor {
         // polled last, so only on turns where nothing else was ready (every poll of it
         // takes that lock); commands and reply events take their cooperative budget, so
         // a busy actor still gets there within one budget's worth of work.
-        let shutdown = self.shutdown.clone().cancelled_owned();
+        let shutdown = self.life.shutdown.clone().cancelled_owned();
         tokio::pin!(shutdown);
         loop {
-            let typing_expiry = self.typists.next_expiry();
-            let idle_at = self.last_active + self.idle_timeout;
+            let typing_expiry = self.presence.next_expiry();
+            let idle_at = self.life.last_active + self.life.idle_timeout;
             tokio::select! {
                 biased;
                 cmd = self.rx.recv() => match cmd {
@@ -176,23 +218,21 @@ impl Actor {
                 // Timers are built inside async blocks so that no timer is created on the
                 // hot path (per delta) while their branch is disabled.
                 _ = async { sleep_until(typing_expiry.unwrap_or(idle_at)).await }, if typing_expiry.is_some() => {
-                    for who in self.typists.expire(Instant::now()) {
-                        self.announce(PresenceFrame::typing(&who, false));
-                    }
+                    self.presence.expire(Instant::now());
                 }
                 _ = async { sleep_until(idle_at).await }, if self.reply.is_none() => {
-                    if self.events.receiver_count() == 0
-                        && self.presence.receiver_count() == 0
-                        && (self.may_retire)()
+                    if self.events.subscribers() == 0
+                        && self.presence.listeners() == 0
+                        && self.life.supervisor.may_retire()
                     {
                         tracing::debug!(conversation = %self.id, "idle; stopping");
                         break;
                     }
-                    self.last_active = Instant::now();
+                    self.life.last_active = Instant::now();
                 }
                 _ = &mut shutdown => break,
             }
-            if self.reserve_needed {
+            if self.events.reservation_due() {
                 Box::pin(self.reserve_event_ids()).await;
             }
         }
@@ -200,7 +240,7 @@ impl Actor {
     }
 
     async fn handle(&mut self, cmd: Command) -> Flow {
-        self.last_active = Instant::now();
+        self.life.last_active = Instant::now();
         match cmd {
             Command::Post {
                 text,
@@ -215,25 +255,19 @@ impl Actor {
                 let _ = reply.send(id);
             }
             Command::Subscribe { after, reply } => {
-                let _ = reply.send(self.subscribe(after));
+                let _ = reply.send(self.events.subscribe(after, &self.messages));
             }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
             Command::Join { reply } => {
-                let _ = reply.send(Presence {
-                    bot: self.bot,
-                    typing: self.typists.who().cloned().collect(),
-                    live: self.presence.subscribe(),
-                });
+                let _ = reply.send(self.presence.join());
             }
             Command::Typing {
                 participant,
                 active,
             } => {
-                if self.typists.set(&participant, active, Instant::now()) {
-                    self.announce(PresenceFrame::typing(&participant, active));
-                }
+                self.presence.typing(&participant, active, Instant::now());
             }
             Command::Retire => return Flow::Stop,
             Command::ProviderCallback {
@@ -247,97 +281,31 @@ impl Actor {
         Flow::Continue
     }
 
-    fn last_event_id(&self) -> u64 {
-        self.next_id - 1
-    }
-
-    /// Numbers, encodes and publishes one event; the only place event numbers are given.
-    fn publish(&mut self, event: Event<'_>) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        let frame = event.encode(id);
-        self.log.push(frame.clone());
-        // No receivers is fine: the log keeps the event for whoever comes later.
-        let _ = self.events.send(frame);
-        // Half a block of slack: the reservation is written within this turn of the loop.
-        if self.next_id + EVENT_ID_BLOCK / 2 >= self.reserved_until {
-            self.reserve_needed = true;
-        }
-        id
-    }
-
-    fn announce(&self, frame: PresenceFrame) {
-        let _ = self.presence.send(frame);
-    }
-
-    fn set_bot(&mut self, state: BotState) {
-        if self.bot != state {
-            self.bot = state;
-            self.announce(PresenceFrame::bot(state));
-        }
-    }
-
-    fn subscribe(&self, after: Option<u64>) -> Subscription {
-        let live = self.events.subscribe();
-        let last = self.last_event_id();
-        let replay = match after {
-            None => Replay::Frames {
-                frames: Vec::new(),
-                more: false,
-            },
-            Some(n) => self.log.after(n, last, REPLAY_PAGE),
-        };
-        match replay {
-            Replay::Frames { frames, more } => Subscription {
-                last_id: if more {
-                    frames.last().map_or(last, |f| f.id)
-                } else {
-                    last
-                },
-                backlog: frames.into_iter().map(|f| f.bytes).collect(),
-                more,
-                live,
-            },
-            Replay::Snapshot => Subscription {
-                backlog: vec![
-                    Event::Sync {
-                        messages: &self.messages,
-                        last_event_id: last,
-                    }
-                    .encode(last)
-                    .bytes,
-                ],
-                last_id: last,
-                more: false,
-                live,
-            },
-        }
-    }
-
     fn snapshot(&self) -> Snapshot {
         Snapshot {
             id: self.id.to_string(),
             provider: self.provider.info().name.clone(),
             messages: self.messages.clone(),
-            last_event_id: self.last_event_id(),
+            last_event_id: self.events.last_id(),
         }
     }
 
     /// Last acts: a reply in progress is interrupted and stored, the replay window and
-    /// the exact event-number floor are written, and every stream watching this
-    /// conversation is ended.
+    /// the exact event-number floor are written, and `done` is cancelled (WebSocket
+    /// sessions end on it; SSE streams end when the actor, and with it the only sender of
+    /// their broadcast channel, is dropped right after).
     async fn stop(&mut self) {
         self.interrupt(None).await;
-        for who in self
-            .typists
-            .expire(Instant::now() + Duration::from_secs(3600))
-        {
-            self.announce(PresenceFrame::typing(&who, false));
-        }
+        self.presence
+            .expire(Instant::now() + Duration::from_secs(3600));
         self.save_events().await;
-        if let Err(e) = self.store.set_event_id_floor(&self.id, self.next_id).await {
+        if let Err(e) = self
+            .store
+            .set_event_id_floor(&self.id, self.events.next_id())
+            .await
+        {
             tracing::warn!(conversation = %self.id, error = %e, "cannot store event-id floor");
         }
-        self.done.cancel();
+        self.life.done.cancel();
     }
 }

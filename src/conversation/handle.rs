@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::events::Frame;
-use super::presence::{BotState, PresenceFrame};
+use super::presence::Presence;
 use crate::chat::Message;
 use crate::providers::{Callback, CallbackAck};
 
@@ -63,14 +63,6 @@ pub struct Subscription {
     /// `last_id` instead of reading `live` (which would skip the rest).
     pub more: bool,
     pub live: broadcast::Receiver<Frame>,
-}
-
-/// What a new WebSocket participant gets.
-pub struct Presence {
-    pub bot: BotState,
-    /// Who is typing right now, so a newcomer sees it without waiting for the next change.
-    pub typing: Vec<Arc<str>>,
-    pub live: broadcast::Receiver<PresenceFrame>,
 }
 
 pub(crate) enum Command {
@@ -134,12 +126,14 @@ impl Drop for WatchSlot {
 
 /// A cheap, cloneable way to talk to one conversation actor.
 #[derive(Clone)]
-pub struct ConversationHandle {
+pub(crate) struct ConversationHandle {
     pub(crate) id: Arc<str>,
     pub(crate) token_hash: Arc<str>,
     pub(crate) provider: Arc<str>,
     pub(crate) tx: mpsc::Sender<Command>,
-    /// Cancelled when the actor stops or the server shuts down: streams watch it.
+    /// Cancelled by the actor when it stops (also at shutdown), after its last frames:
+    /// WebSocket sessions watch it, a successor actor waits for it. SSE streams do not:
+    /// they end when the broadcast channel closes, which is the same moment.
     pub(crate) cancel: CancellationToken,
     /// Distinguishes this actor from a later one for the same conversation.
     pub(crate) generation: u64,
@@ -206,11 +200,6 @@ impl ConversationHandle {
         Some(WatchSlot {
             shared: self.shared.clone(),
         })
-    }
-
-    /// Open subscriber places taken.
-    pub fn watchers(&self) -> usize {
-        self.shared.watchers.load(Ordering::Acquire)
     }
 
     async fn ask<T>(

@@ -1,18 +1,21 @@
-//! Conversations: one actor per active conversation, the handle to talk to it, and the
-//! registry that finds or starts actors.
+//! Conversations: one actor per active conversation, the handle to talk to it, the
+//! registry that finds or starts actors, and the service the web layer uses.
 //!
 //! Only the actor changes a conversation and publishes its events. Everything else — HTTP
-//! routes, SSE streams, WebSocket sessions, webhook routes — holds a [`ConversationHandle`]
-//! and sends it commands.
+//! routes, SSE streams, WebSocket sessions, webhook routes — holds a [`ConversationRef`]
+//! from [`Conversations`] and sends it commands; behind it is today an actor's handle, and
+//! in cluster mode may be the owner on another node.
 
 mod actor;
-pub mod events;
+pub(crate) mod events;
 mod handle;
-pub mod presence;
+pub(crate) mod presence;
 mod registry;
+mod service;
 
-pub use handle::{
-    ActorError, ConversationHandle, Posted, Presence, Snapshot, Subscription, WatchSlot,
-};
-pub use presence::{BotState, PresenceFrame};
-pub use registry::{CreateError, Registry};
+pub use events::Frame;
+pub use handle::{ActorError, Posted, Snapshot, Subscription, WatchSlot};
+pub use presence::{BotState, Presence, PresenceFrame};
+pub use registry::CreateError;
+pub(crate) use registry::Registry;
+pub use service::{ConversationRef, Conversations};

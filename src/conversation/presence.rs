@@ -1,14 +1,15 @@
 //! Presence: who is typing, what the bot is doing, which reply was interrupted.
 //!
-//! Presence is ephemeral: these frames are not numbered and not replayed. The actor
-//! publishes them on a broadcast channel separate from the numbered events; WebSocket
-//! sessions forward them (leaving out a participant's own typing).
+//! Presence is ephemeral: these frames are not numbered and not replayed. The actor keeps
+//! it in a [`PresenceHub`] and publishes it on a broadcast channel separate from the
+//! numbered events; WebSocket sessions forward it (leaving out a participant's own typing).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 /// A participant silent this long counts as no longer typing.
@@ -76,6 +77,79 @@ impl PresenceFrame {
     }
 }
 
+/// What a new WebSocket participant gets.
+pub struct Presence {
+    pub bot: BotState,
+    /// Who is typing right now, so a newcomer sees it without waiting for the next change.
+    pub typing: Vec<Arc<str>>,
+    pub live: broadcast::Receiver<PresenceFrame>,
+}
+
+/// An actor's presence: the bot's state, who is typing, and the channel that announces
+/// every change to the conversation's WebSocket sessions.
+pub(crate) struct PresenceHub {
+    bot: BotState,
+    typists: Typists,
+    live: broadcast::Sender<PresenceFrame>,
+}
+
+impl PresenceHub {
+    pub(crate) fn new() -> Self {
+        // Presence is a trickle (typing, bot state); 16 slots keep idle conversations small.
+        let (live, _) = broadcast::channel(16);
+        PresenceHub {
+            bot: BotState::Idle,
+            typists: Typists::default(),
+            live,
+        }
+    }
+
+    /// Sends a frame to every session; nobody listening is fine.
+    pub(crate) fn announce(&self, frame: PresenceFrame) {
+        let _ = self.live.send(frame);
+    }
+
+    pub(crate) fn set_bot(&mut self, state: BotState) {
+        if self.bot != state {
+            self.bot = state;
+            self.announce(PresenceFrame::bot(state));
+        }
+    }
+
+    /// A participant's typing report; announced only when it changes something.
+    pub(crate) fn typing(&mut self, who: &Arc<str>, active: bool, now: Instant) {
+        if self.typists.set(who, active, now) {
+            self.announce(PresenceFrame::typing(who, active));
+        }
+    }
+
+    /// The next moment someone's typing expires.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.typists.next_expiry()
+    }
+
+    /// Announces the end of every typing that expires by `now`.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        for who in self.typists.expire(now) {
+            self.announce(PresenceFrame::typing(&who, false));
+        }
+    }
+
+    /// A newcomer's view: the state now and the live channel, in one step.
+    pub(crate) fn join(&self) -> Presence {
+        Presence {
+            bot: self.bot,
+            typing: self.typists.who().cloned().collect(),
+            live: self.live.subscribe(),
+        }
+    }
+
+    /// WebSocket sessions listening.
+    pub(crate) fn listeners(&self) -> usize {
+        self.live.receiver_count()
+    }
+}
+
 /// Who is typing, each with the moment their typing expires.
 #[derive(Debug, Default)]
 pub struct Typists {
@@ -116,13 +190,5 @@ impl Typists {
     /// Everyone typing now.
     pub fn who(&self) -> impl Iterator<Item = &Arc<str>> {
         self.until.keys()
-    }
-
-    pub fn len(&self) -> usize {
-        self.until.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.until.is_empty()
     }
 }

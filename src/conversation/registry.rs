@@ -9,21 +9,16 @@
 //! Actors run under the server's task tracker and watch its cancellation token.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::FutureExt;
-use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::actor::{Actor, ActorParts};
-use super::events::{Frame, ReplayLog};
-use super::handle::{ActorError, Command, ConversationHandle, Shared};
+use super::actor::{Actor, ActorEnv, Supervisor};
+use super::handle::{ActorError, Command, ConversationHandle};
 use crate::config::Limits;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
@@ -83,15 +78,12 @@ enum Install {
 /// Finds or starts conversation actors.
 pub struct Registry {
     table: Mutex<Table>,
-    store: Store,
+    /// What every actor starts with (storage, the shutdown signal, the tracker…).
+    env: ActorEnv,
     providers: Providers,
-    limits: Limits,
-    idle_timeout: Duration,
-    root: CancellationToken,
-    tracker: TaskTracker,
+    max_conversations: usize,
     generation: AtomicU64,
     me: Weak<Registry>,
-    metrics: Arc<Metrics>,
 }
 
 impl Registry {
@@ -104,17 +96,23 @@ impl Registry {
         tracker: TaskTracker,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
+        let env = ActorEnv {
+            store,
+            metrics,
+            shutdown: root,
+            tracker,
+            idle_timeout,
+            replay_events: limits.replay_events,
+            mailbox: limits.mailbox,
+            broadcast_capacity: limits.broadcast_capacity,
+        };
         Arc::new_cyclic(|me| Registry {
             table: Mutex::new(Table::default()),
-            store,
+            env,
             providers,
-            limits,
-            idle_timeout,
-            root,
-            tracker,
+            max_conversations: limits.max_conversations,
             generation: AtomicU64::new(0),
             me: me.clone(),
-            metrics,
         })
     }
 
@@ -146,7 +144,7 @@ impl Registry {
                 .ok_or_else(|| CreateError::UnknownProvider(name.to_string()))?,
             None => self.providers.default_provider(),
         };
-        if self.root.is_cancelled() {
+        if self.env.shutdown.is_cancelled() {
             return Err(CreateError::ShuttingDown);
         }
         if !self.make_room(&mut self.table()) {
@@ -157,7 +155,8 @@ impl Registry {
         let token_hash = crate::ids::token_hash(&token);
         let now = crate::ids::now_ms();
         let name = provider.info().name.clone();
-        self.store
+        self.env
+            .store
             .create_conversation(&id, &token_hash, &name, now)
             .await?;
         let stored = StoredConversation {
@@ -208,10 +207,11 @@ impl Registry {
             if let Some(done) = previous {
                 wait_done(&done).await?;
             }
-            if self.root.is_cancelled() {
+            if self.env.shutdown.is_cancelled() {
                 return Err(ActorError::Gone);
             }
             let stored = self
+                .env
                 .store
                 .load_conversation(id)
                 .await
@@ -220,7 +220,7 @@ impl Registry {
             if token.is_some_and(|t| !crate::ids::token_matches(t, &stored.token_hash)) {
                 return Err(ActorError::NotFound);
             }
-            let events = match self.store.load_events(id, self.limits.replay_events).await {
+            let events = match self.env.store.load_events(id, self.env.replay_events).await {
                 Ok(events) => events,
                 Err(e) => {
                     // Resumes fall back to a `sync`; the conversation itself is fine.
@@ -240,7 +240,7 @@ impl Registry {
     /// Puts idle actors to sleep until fewer than `max_conversations` are awake; `false`
     /// if that is not possible (every actor is in use).
     fn make_room(&self, table: &mut Table) -> bool {
-        let max = self.limits.max_conversations;
+        let max = self.max_conversations;
         if table.awake < max {
             return true;
         }
@@ -323,89 +323,58 @@ impl Registry {
         Install::Ready(handle)
     }
 
+    /// Starts a new actor for `stored`; it reports to a [`Watch`] of this registry.
     fn spawn(&self, stored: StoredConversation, events: Vec<StoredEvent>) -> ConversationHandle {
         let provider = self
             .providers
             .get(&stored.provider)
             .unwrap_or_else(|| self.providers.default_provider());
-        let id: Arc<str> = stored.id.into();
-        let next_id = stored.event_id_floor.max(1);
-        let (tx, rx) = mpsc::channel(self.limits.mailbox);
-        let (events_tx, _) = broadcast::channel(self.limits.broadcast_capacity);
-        // Presence is a trickle (typing, bot state); 16 slots keep idle conversations small.
-        let (presence, _) = broadcast::channel(16);
-        // Not a child of the root token: streams must outlive the shutdown signal long
-        // enough to carry the actor's last events; the actor cancels it when it stops.
-        let done = CancellationToken::new();
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        let shared = Arc::new(Shared::default());
-        let handle = ConversationHandle {
-            id: id.clone(),
-            token_hash: stored.token_hash.into(),
-            provider: provider.info().name.clone().into(),
-            tx,
-            cancel: done.clone(),
+        let watch = Arc::new(Watch {
+            registry: self.me.clone(),
+            id: stored.id.as_str().into(),
             generation,
-            shared: shared.clone(),
-            lease: Arc::new(()),
-        };
-        let stored_frames = events.into_iter().map(|e| Frame {
-            id: e.id,
-            bytes: Bytes::from(e.frame),
         });
-        let (log, stored_upto) =
-            ReplayLog::restore(self.limits.replay_events, stored_frames.collect(), next_id);
-        let me = self.me.clone();
-        let retire_id = id.clone();
-        let actor = Actor::new(ActorParts {
-            id: id.clone(),
-            provider,
-            store: self.store.clone(),
-            messages: stored.messages,
-            next_id,
-            log,
-            stored_upto,
-            replay_events: self.limits.replay_events,
-            events: events_tx,
-            presence,
-            rx,
-            shutdown: self.root.clone(),
-            done: done.clone(),
-            idle_timeout: self.idle_timeout,
-            shared,
-            may_retire: Box::new(move || {
-                me.upgrade()
-                    .is_some_and(|r| r.try_retire(&retire_id, generation))
-            }),
-            metrics: self.metrics.clone(),
-        });
+        Actor::spawn(&self.env, stored, events, provider, generation, watch)
+    }
 
-        let me = self.me.clone();
-        self.tracker.spawn(async move {
-            // A panicking actor is logged and forgotten; its conversation lives in storage
-            // and the next request starts a new actor from there. No other actor notices.
-            if let Err(panic) = AssertUnwindSafe(actor.run()).catch_unwind().await {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(conversation = %id, panic = %what, "conversation actor panicked; it will restart from storage");
-            }
-            done.cancel();
-            if let Some(registry) = me.upgrade() {
-                let mut table = registry.table();
-                if table
-                    .entries
-                    .get(&id)
-                    .is_some_and(|e| e.generation() == generation)
-                    && let Some(Entry::Live { .. }) = table.entries.remove(&id)
-                {
-                    table.awake = table.awake.saturating_sub(1);
-                }
-            }
-        });
-        handle
+    /// An actor's task ended: forget its entry (if it is still this generation's).
+    fn forget(&self, id: &str, generation: u64) {
+        let mut table = self.table();
+        if table
+            .entries
+            .get(id)
+            .is_some_and(|e| e.generation() == generation)
+            && let Some(Entry::Live { .. }) = table.entries.remove(id)
+        {
+            table.awake = table.awake.saturating_sub(1);
+        }
+    }
+}
+
+/// The registry's side of one actor's life: retirement when idle, and its end.
+struct Watch {
+    registry: Weak<Registry>,
+    id: Arc<str>,
+    generation: u64,
+}
+
+impl Supervisor for Watch {
+    fn may_retire(&self) -> bool {
+        self.registry
+            .upgrade()
+            .is_some_and(|r| r.try_retire(&self.id, self.generation))
+    }
+
+    fn ended(&self, panic: Option<String>) {
+        // A panicking actor is logged and forgotten; its conversation lives in storage and
+        // the next request starts a new actor from there. No other actor notices.
+        if let Some(what) = panic {
+            tracing::error!(conversation = %self.id, panic = %what, "conversation actor panicked; it will restart from storage");
+        }
+        if let Some(registry) = self.registry.upgrade() {
+            registry.forget(&self.id, self.generation);
+        }
     }
 }
 

@@ -1,24 +1,18 @@
-//! One `build()` arm per provider kind: each checks its entry's keys (`settings.rs`),
-//! constructs the provider and picks its default deadlines. A new provider kind registers
-//! here (see docs/providers.md); `registry.rs` calls [`build`] once per `[[providers]]` entry.
+//! One `build()` arm per provider kind: each reads its entry's keys into its own struct
+//! (the keys it accepts, declared once; `settings.rs` refuses any other), constructs the
+//! provider and picks its default deadlines. A new provider kind registers here (see
+//! docs/providers.md); `registry.rs` calls [`build`] once per `[[providers]]` entry.
+
+use serde::Deserialize;
 
 use super::context::ProviderContext;
 use super::deadlines::with_deadlines;
 use super::openai::{self, BackgroundSettings, ChatSettings, OpenAiBackground, OpenAiChat};
-use super::settings::{Check, GENERATION, secs};
+use super::settings::{Check, secs};
 use super::webhook::{WebhookProvider, WebhookSettings};
 use super::{CallbackEndpoint, Deadlines, Provider, ProviderInfo, Reply, ReplyRequest, offline};
 use crate::config::ConfigError;
 use crate::config::ProviderConfig;
-
-/// The keys both OpenAI kinds use (besides the generation keys).
-const OPENAI: [&str; 5] = [
-    "base_url",
-    "api_key",
-    "api_key_env",
-    "model",
-    "system_prompt",
-];
 
 /// Applies a provider's deadlines to each of its replies.
 pub(super) struct Guarded {
@@ -44,6 +38,54 @@ impl Provider for Guarded {
     }
 }
 
+/// Kind `offline`: no keys of its own.
+#[derive(Deserialize)]
+struct OfflineKeys {}
+
+/// Kind `openai` (and the generation keys, `Check::keys_generating`).
+#[derive(Deserialize)]
+struct OpenAiKeys {
+    base_url: Option<String>,
+    api_key: Option<String>,
+    api_key_env: Option<String>,
+    model: Option<String>,
+    system_prompt: Option<String>,
+    retries: Option<u32>,
+    max_tokens_field: Option<String>,
+}
+
+/// Kind `openai-background` (and the generation keys).
+#[derive(Deserialize)]
+struct BackgroundKeys {
+    base_url: Option<String>,
+    api_key: Option<String>,
+    api_key_env: Option<String>,
+    model: Option<String>,
+    system_prompt: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_secret_env: Option<String>,
+}
+
+/// Kind `webhook` (and the generation keys).
+#[derive(Deserialize)]
+struct WebhookKeys {
+    url: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_secret_env: Option<String>,
+    model: Option<String>,
+    system_prompt: Option<String>,
+    retries: Option<u32>,
+}
+
+/// Kind `simulated`: the secret is optional (app.rs makes one when none is given).
+#[derive(Deserialize)]
+struct SimulatedKeys {
+    #[serde(rename = "webhook_secret")]
+    _webhook_secret: Option<String>,
+    #[serde(rename = "webhook_secret_env")]
+    _webhook_secret_env: Option<String>,
+}
+
 /// Builds the provider of one entry, with its deadlines.
 pub(super) fn build(
     entry: &ProviderConfig,
@@ -60,33 +102,34 @@ pub(super) fn build(
         default: is_default,
     };
     // Both OpenAI kinds default to api.openai.com.
-    let openai_base_url = || {
+    let openai_base_url = |base_url: &Option<String>| {
         check.http_url(
             "base_url",
-            entry.base_url.as_deref().unwrap_or(openai::OPENAI_BASE_URL),
+            base_url.as_deref().unwrap_or(openai::OPENAI_BASE_URL),
         )
     };
     let (provider, deadlines): (Box<dyn Provider>, Deadlines) = match entry.kind.as_str() {
         "offline" => {
-            check.only(&[])?;
+            let OfflineKeys {} = check.keys()?;
             (
                 Box::new(offline::Offline::new(entry, is_default, ctx)),
                 check.deadlines(Deadlines::default())?,
             )
         }
         "openai" => {
-            check.only(&[&OPENAI[..], &GENERATION, &["retries", "max_tokens_field"]].concat())?;
+            let (keys, mut generation): (OpenAiKeys, _) = check.keys_generating()?;
+            generation.token_field = check.token_field(&keys.max_tokens_field)?;
             let settings = ChatSettings {
                 info: info(
                     "openai",
                     check.label(&format!("{} (OpenAI-compatible, streaming)", entry.name)),
                 ),
-                base_url: openai_base_url()?,
-                api_key: check.api_key()?,
-                model: check.required("model", &entry.model)?,
-                system_prompt: entry.system_prompt.clone(),
-                retry: check.retry()?,
-                generation: check.generation()?,
+                base_url: openai_base_url(&keys.base_url)?,
+                api_key: check.api_key(&keys.api_key, &keys.api_key_env)?,
+                model: check.required("model", &keys.model)?,
+                system_prompt: keys.system_prompt,
+                retry: check.retry(keys.retries)?,
+                generation,
             };
             (
                 Box::new(OpenAiChat::new(settings).map_err(failed)?),
@@ -94,14 +137,7 @@ pub(super) fn build(
             )
         }
         "openai-background" => {
-            check.only(
-                &[
-                    &OPENAI[..],
-                    &GENERATION,
-                    &["webhook_secret", "webhook_secret_env"],
-                ]
-                .concat(),
-            )?;
+            let (keys, generation): (BackgroundKeys, _) = check.keys_generating()?;
             let settings = BackgroundSettings {
                 info: info(
                     "openai-background",
@@ -110,12 +146,13 @@ pub(super) fn build(
                         entry.name
                     )),
                 ),
-                base_url: openai_base_url()?,
-                api_key: check.api_key()?,
-                model: check.required("model", &entry.model)?,
-                system_prompt: entry.system_prompt.clone(),
-                webhook_secret: check.required_webhook_secret()?,
-                generation: check.generation()?,
+                base_url: openai_base_url(&keys.base_url)?,
+                api_key: check.api_key(&keys.api_key, &keys.api_key_env)?,
+                model: check.required("model", &keys.model)?,
+                system_prompt: keys.system_prompt,
+                webhook_secret: check
+                    .required_webhook_secret(&keys.webhook_secret, &keys.webhook_secret_env)?,
+                generation,
             };
             (
                 Box::new(OpenAiBackground::new(settings, ctx.jobs.clone()).map_err(failed)?),
@@ -124,33 +161,21 @@ pub(super) fn build(
             )
         }
         "webhook" => {
-            check.only(
-                &[
-                    &[
-                        "url",
-                        "webhook_secret",
-                        "webhook_secret_env",
-                        "model",
-                        "system_prompt",
-                        "retries",
-                    ][..],
-                    &GENERATION,
-                ]
-                .concat(),
-            )?;
-            let url = check.required("url", &entry.url)?;
+            let (keys, generation): (WebhookKeys, _) = check.keys_generating()?;
+            let url = check.required("url", &keys.url)?;
             let settings = WebhookSettings {
                 info: info(
                     "webhook",
                     check.label(&format!("{} (NLP service, webhooks)", entry.name)),
                 ),
                 url: check.http_url("url", &url)?,
-                secret: check.required_webhook_secret()?,
+                secret: check
+                    .required_webhook_secret(&keys.webhook_secret, &keys.webhook_secret_env)?,
                 callback_url,
-                system_prompt: entry.system_prompt.clone(),
-                model: entry.model.clone(),
-                retries: check.retry()?.retries,
-                generation: check.generation()?,
+                system_prompt: keys.system_prompt,
+                model: keys.model,
+                retries: check.retry(keys.retries)?.retries,
+                generation,
             };
             (
                 Box::new(WebhookProvider::new(settings, ctx.jobs.clone()).map_err(failed)?),
@@ -160,7 +185,7 @@ pub(super) fn build(
         // The built-in simulated service, driven through the webhook protocol like any
         // other NLP service; it is listed as kind `webhook`.
         "simulated" => {
-            check.only(&["webhook_secret", "webhook_secret_env"])?;
+            let _: SimulatedKeys = check.keys()?;
             let sim = ctx
                 .simulator
                 .as_ref()

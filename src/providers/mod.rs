@@ -13,17 +13,17 @@
 //! Every reply is wrapped in deadlines (`deadlines.rs`) by the registry (`registry.rs`,
 //! which builds each kind in `kinds.rs` from a `ProviderContext`, `context.rs`).
 
-pub mod callback;
+pub(crate) mod callback;
 mod context;
-pub mod deadlines;
+pub(crate) mod deadlines;
 mod generation;
 mod job;
 mod jobs;
 mod kinds;
-pub mod offline;
+pub(crate) mod offline;
 pub(crate) mod offline_script;
 mod openai;
-pub mod protocol;
+pub(crate) mod protocol;
 mod registry;
 mod retry;
 mod retry_after;

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::AppState;
 use super::auth::{authorize, set_cookie};
 use super::body::JsonBody;
-use crate::conversation::{CreateError, Snapshot};
+use crate::conversation::{ConversationRef, CreateError, Snapshot};
 use crate::web::error::AppError;
 
 #[derive(Deserialize)]
@@ -35,31 +35,35 @@ pub async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response, AppError> {
-    let (handle, token) = create_conversation(&state, body.provider.as_deref()).await?;
+    let (conv, token) = create_conversation(&state, body.provider.as_deref()).await?;
     let mut resp = (
         StatusCode::CREATED,
-        Json(json!({"id": handle.id(), "token": token, "provider": handle.provider()})),
+        Json(json!({"id": conv.id(), "token": token, "provider": conv.provider()})),
     )
         .into_response();
-    set_cookie_header(&mut resp, handle.id(), &token);
+    set_cookie_header(&mut resp, conv.id(), &token);
     Ok(resp)
 }
 
 pub(super) async fn create_conversation(
     state: &AppState,
     provider: Option<&str>,
-) -> Result<(crate::conversation::ConversationHandle, String), AppError> {
+) -> Result<(ConversationRef, String), AppError> {
     if state.shutdown.is_cancelled() {
         return Err(AppError::ShuttingDown);
     }
-    state.registry.create(provider).await.map_err(|e| match e {
-        CreateError::UnknownProvider(name) => {
-            AppError::BadRequest(format!("unknown provider `{name}`; see GET /api/providers"))
-        }
-        CreateError::Full => AppError::Overloaded,
-        CreateError::ShuttingDown => AppError::ShuttingDown,
-        CreateError::Storage(e) => e.into(),
-    })
+    state
+        .conversations
+        .create(provider)
+        .await
+        .map_err(|e| match e {
+            CreateError::UnknownProvider(name) => {
+                AppError::BadRequest(format!("unknown provider `{name}`; see GET /api/providers"))
+            }
+            CreateError::Full => AppError::Overloaded,
+            CreateError::ShuttingDown => AppError::ShuttingDown,
+            CreateError::Storage(e) => e.into(),
+        })
 }
 
 pub(super) fn set_cookie_header(resp: &mut Response, id: &str, token: &str) {

@@ -8,7 +8,7 @@
 use axum::http::{HeaderMap, header};
 
 use super::AppState;
-use crate::conversation::{ActorError, ConversationHandle};
+use crate::conversation::{ActorError, ConversationRef};
 use crate::web::error::AppError;
 
 /// The cookie that carries a conversation's token in the browser.
@@ -63,14 +63,14 @@ pub fn origin_allowed(state: &AppState, headers: &HeaderMap, origin: &str) -> bo
         .any(|o| o.trim_end_matches('/') == origin)
 }
 
-/// Checks the caller's credential for conversation `id` and returns its handle.
+/// Checks the caller's credential for conversation `id` and returns the conversation.
 /// `changes_state` turns on the `Origin` check for cookie-authenticated requests.
 pub async fn authorize(
     state: &AppState,
     id: &str,
     headers: &HeaderMap,
     changes_state: bool,
-) -> Result<ConversationHandle, AppError> {
+) -> Result<ConversationRef, AppError> {
     let cred = credential(id, headers).ok_or(AppError::Unauthorized)?;
     if !crate::ids::is_plausible_id(id) {
         return Err(AppError::NotFound);
@@ -80,7 +80,7 @@ pub async fn authorize(
         Credential::Cookie(t) => (t, true),
     };
     // The token is checked (in constant time) before any actor is started.
-    let handle = match state.registry.open(id, token).await {
+    let conv = match state.conversations.open(id, token).await {
         Ok(h) => h,
         Err(ActorError::NotFound) => return Err(AppError::NotFound),
         Err(e) => return Err(e.into()),
@@ -94,5 +94,5 @@ pub async fn authorize(
             return Err(AppError::ForbiddenOrigin);
         }
     }
-    Ok(handle)
+    Ok(conv)
 }

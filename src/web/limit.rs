@@ -93,13 +93,10 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         }
     }
 
-    /// How many keys are remembered (for tests and metrics).
-    pub fn len(&self) -> usize {
+    /// How many keys are remembered.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.buckets.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

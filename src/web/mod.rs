@@ -1,18 +1,20 @@
 //! The web layer: the router and the state every route shares.
 //!
 //! Routes never change a conversation themselves: they authorise the caller, then send
-//! the conversation's actor a command through its handle (see `crate::conversation`).
+//! the conversation a command through the `ConversationRef` that `Conversations` gives
+//! them (see `crate::conversation`), whoever owns it.
 //!
 //! Around every route, outermost first: request tracing (method and path only — never
-//! headers, cookies or query strings, which may carry credentials), panic catching, the
-//! shutdown gate (503 `shutting_down` once shutdown begins), the per-address rate limit,
-//! the security headers and the body size limit.
+//! headers, cookies or query strings, which may carry credentials; outermost, so 429s and
+//! shutdown 503s are traced too), the security headers, the shutdown gate (503
+//! `shutting_down` once shutdown begins), the per-address rate limit, the body size limit
+//! and, for every route but the event stream, panic catching.
 
 mod api;
 mod auth;
 mod body;
-pub mod error;
-pub mod limit;
+pub(crate) mod error;
+mod limit;
 mod metrics;
 mod pages;
 mod sse;
@@ -34,10 +36,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 
 use crate::config::Config;
-use crate::conversation::Registry;
+use crate::conversation::Conversations;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::storage::Store;
@@ -46,22 +48,23 @@ use error::AppError;
 /// What every route can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
-    pub registry: Arc<Registry>,
+    pub(crate) config: Arc<Config>,
+    /// Where routes find, create and open conversations.
+    pub conversations: Conversations,
     pub providers: Providers,
     pub store: Store,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
     /// Long-lived tasks (actors, WebSocket sessions) that shutdown waits for.
-    pub tracker: TaskTracker,
-    pub limits: Arc<Limiters>,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) limits: Arc<Limiters>,
     /// Counters and gauges served at `/metrics`.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// The rate limiters every route shares.
 #[derive(Debug)]
-pub struct Limiters {
+pub(crate) struct Limiters {
     /// Requests per client address.
     pub per_client: limit::RateLimiter<IpAddr>,
     /// Messages per conversation.
@@ -84,11 +87,10 @@ impl Limiters {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
     let webhook_limit = DefaultBodyLimit::max(state.config.limits.max_webhook_bytes);
-    // Every route but the event stream is traced and has its panics turned into a 500.
-    // Those two layers wrap the response body, and an event stream's body is polled for
-    // every frame: there they cost a sixth of the server's own work per token (two clock
-    // reads and two more boxed layers per frame). The stream's handler catches its own
-    // panics (see `sse::events`).
+    // Every route but the event stream has its panics turned into a 500. That layer wraps
+    // the response body, and an event stream's body is polled for every frame: there it
+    // would cost per token. The stream's handler catches its own panics (see
+    // `sse::events`). Tracing (`trace`) wraps no body, so it covers every route.
     let traced = Router::new()
         .route("/", get(pages::start))
         .route("/c/{id}", get(pages::chat))
@@ -109,8 +111,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/conversations/{id}/ws", get(ws::upgrade))
         .layer(CatchPanicLayer::custom(|_| {
             AppError::Internal("handler panicked".into()).into_response()
-        }))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span));
+        }));
     Router::new()
         .route("/api/conversations/{id}/events", get(sse::events))
         .merge(traced)
@@ -137,7 +138,27 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("referrer-policy"),
             HeaderValue::from_static("same-origin"),
         ))
+        .layer(middleware::from_fn(trace))
         .with_state(state)
+}
+
+/// Traces a request in its span (see [`request_span`]) and logs its status and latency
+/// once the response head is ready. The body is not wrapped: an event stream's frames
+/// pass untouched.
+async fn trace(req: Request, next: Next) -> Response {
+    let span = request_span(&req);
+    let started = std::time::Instant::now();
+    async move {
+        let resp = next.run(req).await;
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            latency_ms = started.elapsed().as_millis() as u64,
+            "response"
+        );
+        resp
+    }
+    .instrument(span)
+    .await
 }
 
 /// The span of one request: method and path. Not the query string, not the headers:

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use super::AppState;
 use super::auth::authorize;
 use crate::conversation::events::Frame;
-use crate::conversation::{ConversationHandle, Subscription, WatchSlot};
+use crate::conversation::{ConversationRef, Subscription, WatchSlot};
 use crate::metrics::{Metrics, OpenGuard};
 use crate::web::error::AppError;
 
@@ -108,7 +108,7 @@ async fn open(
 }
 
 struct EventStream {
-    conv: ConversationHandle,
+    conv: ConversationRef,
     pending: VecDeque<Bytes>,
     live: tokio::sync::broadcast::Receiver<Frame>,
     last_id: u64,
@@ -128,7 +128,7 @@ struct EventStream {
 
 impl EventStream {
     fn new(
-        conv: ConversationHandle,
+        conv: ConversationRef,
         sub: Subscription,
         every: Duration,
         metrics: Arc<Metrics>,

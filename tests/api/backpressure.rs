@@ -48,6 +48,7 @@ impl Seen {
 
 #[tokio::test]
 async fn slow_readers_stay_bounded_do_not_slow_others_and_resume_without_loss() {
+    let _one = crate::process::one_real_server_at_a_time().await;
     const WORDS: u32 = 60_000;
     const SLOW: usize = 8;
     let db = TempDb::new("slow");

@@ -13,6 +13,7 @@ use crate::streaming::wait_complete;
 
 #[tokio::test]
 async fn sigkill_mid_reply_keeps_every_acknowledged_word() {
+    let _one = crate::process::one_real_server_at_a_time().await;
     let db = TempDb::new("kill");
     let mut server = RealServer::start(&db.url(), &["--offline-delay-ms", "5"], &[]).await;
     let app = server.app();
@@ -88,6 +89,7 @@ async fn sigkill_mid_reply_keeps_every_acknowledged_word() {
 
 #[tokio::test]
 async fn sigterm_stores_the_reply_ends_streams_and_exits_in_time() {
+    let _one = crate::process::one_real_server_at_a_time().await;
     let db = TempDb::new("term");
     let args = ["--offline-delay-ms", "5", "--shutdown-secs", "3"];
     let mut server = RealServer::start(&db.url(), &args, &[]).await;
@@ -150,6 +152,7 @@ async fn sigterm_stores_the_reply_ends_streams_and_exits_in_time() {
 
 #[tokio::test]
 async fn shutdown_is_bounded_even_with_a_reader_that_never_reads() {
+    let _one = crate::process::one_real_server_at_a_time().await;
     let db = TempDb::new("stalled");
     let args = ["--offline-delay-ms", "0", "--shutdown-secs", "2"];
     let mut server = RealServer::start(&db.url(), &args, &[]).await;
@@ -208,6 +211,7 @@ webhook_secret = "whsec_TkVWRVJfTE9HX1RISVNfMl9zZWNyZXQ="
 
 #[tokio::test]
 async fn secrets_and_tokens_never_reach_the_log() {
+    let _one = crate::process::one_real_server_at_a_time().await;
     let db = TempDb::new("secrets");
     let config_file = TempDb::new("secrets-config");
     let config = config_file.path.with_extension("toml");

@@ -19,6 +19,15 @@ pub struct RealServer {
     pub output: Arc<Mutex<String>>,
 }
 
+/// Tests that run the real binary take this first, so that they run one at a time: a
+/// real server streaming flat out takes a core, and two of them at once on a 2-core
+/// machine starve each other past the time bounds they check (a stop within the
+/// shutdown grace period, a checkpoint a second).
+pub async fn one_real_server_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static REAL_SERVERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    REAL_SERVERS.lock().await
+}
+
 /// A database file in the temp directory, removed (with its WAL files) when dropped.
 pub struct TempDb {
     pub path: std::path::PathBuf,

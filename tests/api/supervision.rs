@@ -64,7 +64,7 @@ fn panicky() -> ExtraProviders {
 async fn a_panicking_reply_restarts_its_conversation_and_no_other_notices() {
     let app =
         spawn_app_with_providers(|c| c.offline_delay = Duration::from_millis(1), panicky()).await;
-    let registry = app.server.as_ref().unwrap().state.registry.clone();
+    let registry = app.server.as_ref().unwrap().state.conversations.clone();
     let calm = app.create().await;
     let doomed = app.create_with("panicky").await;
     app.post_ok(&doomed, "warm up").await;
@@ -137,7 +137,7 @@ fn get(conv: &Conv, path: &str) -> Request<Body> {
 async fn idle_actors_sleep_and_come_back_with_their_history() {
     let app = spawn_app_with(|c| c.idle_timeout = Duration::from_secs(60)).await;
     let state = app.server.as_ref().unwrap().state.clone();
-    let registry = state.registry.clone();
+    let registry = state.conversations.clone();
     let baseline = registry.live_count();
     assert_eq!(baseline, 0);
     let sleepy = app.create().await;

@@ -5,7 +5,7 @@
 //!
 //! The rest of the actor (`super`) decides what happens; this file only writes it down.
 
-use super::{Actor, EVENT_ID_BLOCK};
+use super::Actor;
 use crate::chat::Status;
 
 impl Actor {
@@ -30,13 +30,8 @@ impl Actor {
     /// new actor never hands out a number this one may have used. Awaited in the actor's
     /// turn (it is needed once every few thousand events), so these writes stay in order.
     pub(super) async fn reserve_event_ids(&mut self) {
-        self.reserve_needed = false;
-        self.reserved_until = self.next_id + EVENT_ID_BLOCK;
-        if let Err(e) = self
-            .store
-            .reserve_event_ids(&self.id, self.reserved_until)
-            .await
-        {
+        let until = self.events.reserve_block();
+        if let Err(e) = self.store.reserve_event_ids(&self.id, until).await {
             tracing::warn!(conversation = %self.id, error = %e, "cannot reserve event ids");
         }
     }
@@ -66,19 +61,16 @@ impl Actor {
     /// older ones there. If this fails the stored events no longer end at the floor, and
     /// the next actor ignores them (a resume gets a `sync`): never a wrong replay.
     pub(super) async fn save_events(&mut self) {
-        let last = self.last_event_id();
-        let keep_from = (last + 1).saturating_sub(self.replay_events as u64);
-        let new: Vec<(u64, &[u8])> = self
-            .log
-            .frames()
-            .filter(|f| f.id > self.stored_upto && f.id >= keep_from)
-            .map(|f| (f.id, &f.bytes[..]))
-            .collect();
-        if new.is_empty() && self.stored_upto == last {
+        let Some(unsaved) = self.events.unsaved() else {
             return;
-        }
-        match self.store.save_events(&self.id, &new, keep_from).await {
-            Ok(()) => self.stored_upto = last,
+        };
+        let last = unsaved.last;
+        let saved = self
+            .store
+            .save_events(&self.id, &unsaved.frames, unsaved.keep_from)
+            .await;
+        match saved {
+            Ok(()) => self.events.saved(last),
             Err(e) => {
                 tracing::warn!(conversation = %self.id, error = %e, "cannot store recent events")
             }

@@ -48,7 +48,7 @@ impl Actor {
             .insert_message(&self.id, self.messages.len(), &user)
             .await
             .map_err(|e| ActorError::Storage(e.to_string()))?;
-        self.publish(Event::UserMessage {
+        self.events.publish(Event::UserMessage {
             message_id: &user.id,
             text: &user.text,
         });
@@ -74,11 +74,11 @@ impl Actor {
             tracing::warn!(conversation = %self.id, error = %e, "cannot store reply start");
         }
         let reply_id = reply.id.clone();
-        let started = self.publish(Event::ReplyStarted {
+        let started = self.events.publish(Event::ReplyStarted {
             reply_id: &reply_id,
             provider: &self.provider.info().name.clone(),
         });
-        self.log.pin_from(started);
+        self.events.pin_from(started);
         self.messages.push(reply);
         self.shared.replying.store(true, Ordering::Release);
         let stream = self.provider.start(ReplyRequest {
@@ -95,7 +95,7 @@ impl Actor {
             next_checkpoint: Instant::now() + CHECKPOINT_EVERY,
             awaiting_first: Some(received),
         });
-        self.set_bot(BotState::Thinking);
+        self.presence.set_bot(BotState::Thinking);
         Ok(Posted {
             message_id,
             reply_id,
@@ -117,9 +117,9 @@ impl Actor {
                     self.metrics.time_to_first_token(received.elapsed());
                 }
                 self.metrics.delta_published();
-                self.set_bot(BotState::Streaming);
+                self.presence.set_bot(BotState::Streaming);
                 self.messages[index].text.push_str(&text);
-                self.publish(Event::ReplyDelta {
+                self.events.publish(Event::ReplyDelta {
                     reply_id: &reply_id,
                     text: &text,
                 });
@@ -156,21 +156,21 @@ impl Actor {
         msg.error = error;
         let msg = msg.clone();
         match status {
-            Status::Complete => self.publish(Event::ReplyCompleted {
+            Status::Complete => self.events.publish(Event::ReplyCompleted {
                 reply_id: &msg.id,
                 text: &msg.text,
             }),
-            Status::Interrupted => self.publish(Event::ReplyInterrupted {
+            Status::Interrupted => self.events.publish(Event::ReplyInterrupted {
                 reply_id: &msg.id,
                 text: &msg.text,
             }),
-            _ => self.publish(Event::ReplyFailed {
+            _ => self.events.publish(Event::ReplyFailed {
                 reply_id: &msg.id,
                 error: msg.error.as_deref().unwrap_or("the reply failed"),
                 text: &msg.text,
             }),
         };
-        self.log.unpin();
+        self.events.unpin();
         self.shared.replying.store(false, Ordering::Release);
         self.metrics.reply_finished(match status {
             Status::Complete => Outcome::Completed,
@@ -181,9 +181,9 @@ impl Actor {
             self.metrics.interrupt_latency(received.elapsed());
         }
         if status == Status::Interrupted {
-            self.announce(PresenceFrame::interrupted(&msg.id));
+            self.presence.announce(PresenceFrame::interrupted(&msg.id));
         }
-        self.set_bot(BotState::Idle);
+        self.presence.set_bot(BotState::Idle);
         if let Err(e) = Box::pin(self.store.update_message(&msg)).await {
             tracing::error!(conversation = %self.id, error = %e, "cannot store finished reply");
         }

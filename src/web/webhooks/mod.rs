@@ -135,17 +135,14 @@ async fn dispatch(
         Route::Parked => return Ok("parked"),
         Route::Unknown => return Ok("ignored"),
     };
-    let conv = match state.registry.get(&owner.conversation_id).await {
+    let conv = match state.conversations.get(&owner.conversation_id).await {
         Ok(c) => c,
         Err(ActorError::NotFound) => return Ok("ignored"),
         Err(e) => return Err(e.into()),
     };
     let mut status = "ignored";
     for callback in callbacks {
-        match conv
-            .provider_callback(owner.reply_id.clone(), callback)
-            .await?
-        {
+        match conv.callback(owner.reply_id.clone(), callback).await? {
             CallbackAck::Accepted => status = "accepted",
             CallbackAck::Late => {}
             CallbackAck::Busy => return Err(AppError::Busy),

@@ -29,7 +29,7 @@ use super::close::{End, finish, read_error, send};
 use super::protocol::{self, ClientFrame, FrameError};
 use super::throttle::{Strikes, TypingGate};
 use crate::config::Config;
-use crate::conversation::{ActorError, BotState, ConversationHandle, Presence, PresenceFrame};
+use crate::conversation::{ActorError, BotState, ConversationRef, Presence, PresenceFrame};
 
 /// Longest wait for the actor to answer (interrupt, re-join).
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,7 +37,7 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 const FAREWELL_WAIT: Duration = Duration::from_secs(1);
 
 pub(super) struct Session {
-    conv: ConversationHandle,
+    conv: ConversationRef,
     me: Arc<str>,
     bot: BotState,
     typing_now: Vec<Arc<str>>,
@@ -74,7 +74,7 @@ async fn answer(
 
 impl Session {
     pub(super) fn new(
-        conv: ConversationHandle,
+        conv: ConversationRef,
         presence: Presence,
         shutdown: CancellationToken,
         config: &Config,
@@ -127,7 +127,7 @@ impl Session {
     }
 
     async fn serve(&mut self, live: &mut Live) -> End {
-        let conv_done = self.conv.cancelled();
+        let conv_done = self.conv.ended();
         let every = self.ping_every;
         let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -1,11 +1,13 @@
-// A real chatwire server for one scenario: the debug binary on a free 127.0.0.1 port,
-// started and stopped by the test. Each scenario gets its own, so scenarios never share
-// state and can fail independently. `restart()` stops the process and starts a new one on
-// the same port and database (the "network path goes away" scenario).
+// A real chatwire server for one scenario: the debug binary on 127.0.0.1, started and
+// stopped by the test. It binds port 0 and we read the port it got from its
+// `chatwire is listening on http://ADDR` line, so no port is picked here and handed on
+// (another process could take it in between). Each scenario gets its own server, so
+// scenarios never share state and can fail independently. `restart()` stops the process
+// and starts a new one on the same port and database (the "network path goes away"
+// scenario; the port is free again once the old process has exited).
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,20 +19,6 @@ const READY_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 8_000;
 const LOG_LINES_KEPT = 200;
 
-/** A port that was free a moment ago (the kernel picks it; we close and hand it on). */
-export function freePort() {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => ok(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class ChatServer {
   /**
@@ -44,7 +32,6 @@ export class ChatServer {
       throw new Error(`chatwire binary not found at ${BIN}: run \`cargo build\` first`);
     }
     const s = new ChatServer(opts);
-    s.port = await freePort();
     if (opts.fileDb) {
       s.dir = mkdtempSync(join(tmpdir(), 'chatwire-browser-'));
       s.db = `sqlite://${join(s.dir, 'chat.db')}`;
@@ -60,6 +47,9 @@ export class ChatServer {
     this.proc = null;
     this.exited = null;
     this.log = [];
+    this.port = 0; // until the first start says which port it got
+    this.onLine = null;
+    this.partial = { out: '', err: '' };
   }
 
   get base() {
@@ -75,9 +65,14 @@ export class ChatServer {
     return this.log.slice(-n).join('\n');
   }
 
-  keep(chunk) {
-    for (const line of chunk.toString().split('\n')) {
+  /** Takes a chunk of the process's output (`from`: 'out' or 'err'); lines may arrive
+   * in pieces, so the unfinished end waits for the next chunk. */
+  keep(chunk, from) {
+    const lines = (this.partial[from] + chunk.toString()).split('\n');
+    this.partial[from] = lines.pop();
+    for (const line of lines) {
       if (!line) continue;
+      this.onLine?.(line);
       this.log.push(line);
       if (this.log.length > LOG_LINES_KEPT) this.log.shift();
     }
@@ -97,29 +92,34 @@ export class ChatServer {
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' },
     });
     this.proc = proc;
+    this.partial = { out: '', err: '' };
     this.exited = new Promise((r) => proc.once('exit', (code, signal) => r({ code, signal })));
-    proc.stdout.on('data', (c) => this.keep(c));
-    proc.stderr.on('data', (c) => this.keep(c));
-    await this.waitReady();
+    const listening = this.listening();
+    proc.stdout.on('data', (c) => this.keep(c, 'out'));
+    proc.stderr.on('data', (c) => this.keep(c, 'err'));
+    this.port = await listening;
   }
 
-  async waitReady() {
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    let exit = null;
-    this.exited.then((e) => { exit = e; });
-    while (Date.now() < deadline) {
-      if (exit) {
-        throw new Error(`chatwire exited during start-up (${JSON.stringify(exit)}):\n${this.tail()}`);
-      }
-      try {
-        const res = await fetch(this.url('/healthz'), { signal: AbortSignal.timeout(1000) });
-        if (res.ok) return;
-      } catch {
-        // Not listening yet.
-      }
-      await sleep(50);
-    }
-    throw new Error(`chatwire not ready within ${READY_TIMEOUT_MS} ms:\n${this.tail()}`);
+  /** The port from the `chatwire is listening on http://ADDR` line (printed once the
+   * server accepts connections); fails if the process exits or stays silent too long. */
+  listening() {
+    return new Promise((ok, fail) => {
+      const timer = setTimeout(() => {
+        this.onLine = null;
+        fail(new Error(`chatwire not ready within ${READY_TIMEOUT_MS} ms:\n${this.tail()}`));
+      }, READY_TIMEOUT_MS);
+      this.exited.then((e) => {
+        clearTimeout(timer);
+        fail(new Error(`chatwire exited during start-up (${JSON.stringify(e)}):\n${this.tail()}`));
+      });
+      this.onLine = (line) => {
+        const m = /chatwire is listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(line);
+        if (!m) return;
+        clearTimeout(timer);
+        this.onLine = null;
+        ok(Number(m[1]));
+      };
+    });
   }
 
   /** Stops the process: SIGTERM (graceful), then SIGKILL if it lingers. */
