@@ -11,6 +11,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::stream::BoxStream;
@@ -29,6 +30,7 @@ use crate::storage::{Store, StoredConversation, StoredEvent};
 use publisher::Publisher;
 
 mod durability;
+mod operations;
 mod publisher;
 mod reply;
 
@@ -194,6 +196,7 @@ impl Actor {
         // storage queries, and inline they would make every idle actor's task several KiB.
         // Reply events, the hot path, stay inline (their one storage write is boxed).
         Box::pin(self.recover()).await;
+        Box::pin(self.resume_queue()).await;
         // One shutdown future for the whole loop: making a new one each turn (that is,
         // each token) takes the token's lock and joins and leaves its waiter list. It is
         // polled last, so only on turns where nothing else was ready (every poll of it
@@ -232,6 +235,11 @@ impl Actor {
                 }
                 _ = &mut shutdown => break,
             }
+            if self.reply.is_none() && self.shared.replying.load(Ordering::Relaxed) {
+                // Cleared only here, at the end of a turn: a reply that ended may have
+                // started the next queued one in the same turn (see `reply.rs`).
+                self.shared.replying.store(false, Ordering::Release);
+            }
             if self.events.reservation_due() {
                 Box::pin(self.reserve_event_ids()).await;
             }
@@ -244,14 +252,26 @@ impl Actor {
         match cmd {
             Command::Post {
                 text,
+                if_busy,
                 received,
                 reply,
             } => {
-                let result = self.post(text, received).await;
+                let result = self.post(text, if_busy, received).await;
                 let _ = reply.send(result);
             }
+            Command::Regenerate { received, reply } => {
+                let _ = reply.send(self.regenerate(received).await);
+            }
+            Command::Edit {
+                edit,
+                received,
+                reply,
+            } => {
+                let (message_id, text) = *edit;
+                let _ = reply.send(self.edit(message_id, text, received).await);
+            }
             Command::Interrupt { received, reply } => {
-                let id = self.interrupt(Some(received)).await;
+                let id = self.stop_reply(received).await;
                 let _ = reply.send(id);
             }
             Command::Subscribe { after, reply } => {

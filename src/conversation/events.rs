@@ -23,6 +23,13 @@ pub enum Event<'a> {
     ReplyStarted {
         reply_id: &'a str,
         provider: &'a str,
+        /// The user message it answers: the reply goes right after it in the history
+        /// (not always at the end: a queued message's reply goes before later queued ones).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        in_reply_to: Option<&'a str>,
+        /// The reply it replaces in place (regenerate).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        replaces: Option<&'a str>,
     },
     ReplyDelta {
         reply_id: &'a str,

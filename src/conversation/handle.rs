@@ -35,13 +35,66 @@ pub enum ActorError {
     Full,
     #[error("storage: {0}")]
     Storage(String),
+    /// The actor decided against the command; nothing changed.
+    #[error("{0}")]
+    Refused(Refusal),
 }
 
-/// The ids of a posted message and of the reply it starts.
+/// Why the actor turned down a conversation operation (nothing was stored or published).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// `if_busy: "reject"` while a reply streams.
+    #[error("a reply is streaming")]
+    Replying,
+    /// `if_busy: "queue"` with [`MAX_QUEUED`] messages already waiting.
+    #[error("too many messages are queued")]
+    QueueFull,
+    /// Regenerate with no assistant reply in the history.
+    #[error("there is no reply to regenerate")]
+    NoReply,
+    /// Edit of a message id the conversation does not have.
+    #[error("no such message")]
+    UnknownMessage,
+    /// Edit of an assistant message.
+    #[error("only user messages can be edited")]
+    NotUserMessage,
+}
+
+/// How many posted messages may wait for their reply (`if_busy: "queue"`).
+pub const MAX_QUEUED: usize = 8;
+
+/// What a post does while a reply streams (`if_busy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IfBusy {
+    /// Barge-in: the reply in progress is interrupted (v1).
+    #[default]
+    Interrupt,
+    /// Stored and published now; its reply starts after the current one's last event.
+    Queue,
+    /// Refused ([`Refusal::Replying`]); nothing stored.
+    Reject,
+}
+
+impl std::str::FromStr for IfBusy {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "interrupt" => Ok(IfBusy::Interrupt),
+            "queue" => Ok(IfBusy::Queue),
+            "reject" => Ok(IfBusy::Reject),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The ids of a posted (or edited) message and of the reply it starts; a queued message
+/// has no reply yet (`reply_id` is `None`, `queued` is true).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Posted {
     pub message_id: String,
-    pub reply_id: String,
+    pub reply_id: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub queued: bool,
 }
 
 /// The conversation as a page or `GET` shows it.
@@ -68,7 +121,20 @@ pub struct Subscription {
 pub(crate) enum Command {
     Post {
         text: String,
+        if_busy: IfBusy,
         /// When the request arrived, for the time-to-first-token metric.
+        received: Instant,
+        reply: oneshot::Sender<Result<Posted, ActorError>>,
+    },
+    /// Replace the last assistant reply with a new one; answers the new reply's id.
+    Regenerate {
+        received: Instant,
+        reply: oneshot::Sender<Result<String, ActorError>>,
+    },
+    /// Replace a user message's text, drop every later message, start a new reply.
+    Edit {
+        /// The message id and its new text (boxed: see `commands_stay_small`).
+        edit: Box<(String, String)>,
         received: Instant,
         reply: oneshot::Sender<Result<Posted, ActorError>>,
     },
@@ -214,12 +280,32 @@ impl ConversationHandle {
         rx.await.map_err(|_| ActorError::Gone)
     }
 
-    /// Posts a user message and starts the bot's reply (interrupting one in progress).
-    /// Returns once the message is stored.
-    pub async fn post(&self, text: String) -> Result<Posted, ActorError> {
+    /// Posts a user message; while a reply streams, `if_busy` says what happens. Returns
+    /// once the message is stored.
+    pub async fn post(&self, text: String, if_busy: IfBusy) -> Result<Posted, ActorError> {
         let received = Instant::now();
         self.ask(|reply| Command::Post {
             text,
+            if_busy,
+            received,
+            reply,
+        })
+        .await?
+    }
+
+    /// Replaces the last assistant reply with a new one; returns the new reply's id.
+    pub async fn regenerate(&self) -> Result<String, ActorError> {
+        let received = Instant::now();
+        self.ask(|reply| Command::Regenerate { received, reply })
+            .await?
+    }
+
+    /// Replaces user message `message_id`'s text and starts a new reply to it (every later
+    /// message is removed).
+    pub async fn edit(&self, message_id: String, text: String) -> Result<Posted, ActorError> {
+        let received = Instant::now();
+        self.ask(|reply| Command::Edit {
+            edit: Box::new((message_id, text)),
             received,
             reply,
         })

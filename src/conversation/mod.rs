@@ -14,7 +14,9 @@ mod registry;
 mod service;
 
 pub use events::Frame;
-pub use handle::{ActorError, Posted, Snapshot, Subscription, WatchSlot};
+pub use handle::{
+    ActorError, IfBusy, MAX_QUEUED, Posted, Refusal, Snapshot, Subscription, WatchSlot,
+};
 pub use presence::{BotState, Presence, PresenceFrame};
 pub use registry::CreateError;
 pub(crate) use registry::Registry;

@@ -1,9 +1,9 @@
 //! The seam between the web layer and the conversations: [`Conversations`] creates, finds
 //! and opens them; a [`ConversationRef`] is what a route holds for one conversation.
 //!
-//! Plain data crosses it: commands go in (post, interrupt, typing, a provider callback),
-//! numbered SSE frames and presence frames come out (a [`Subscription`], a [`Presence`]),
-//! answers are values ([`Posted`], [`Snapshot`], [`CallbackAck`]). Today every conversation
+//! Plain data crosses it: commands go in (post, regenerate, edit, interrupt, typing, a
+//! provider callback), numbered SSE frames and presence frames come out (a
+//! [`Subscription`], a [`Presence`]), answers are values ([`Posted`], [`Snapshot`], [`CallbackAck`]). Today every conversation
 //! is local: its owner is an actor of this process, reached through its handle. In cluster
 //! mode a conversation may be owned by another node; `Owner` then gains a remote variant
 //! that forwards the commands to the lease holder and feeds the same receivers from a
@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::handle::{ActorError, ConversationHandle, Posted, Snapshot, Subscription, WatchSlot};
+use super::handle::{
+    ActorError, ConversationHandle, IfBusy, Posted, Snapshot, Subscription, WatchSlot,
+};
 use super::presence::Presence;
 use super::registry::{CreateError, Registry};
 use crate::providers::{Callback, CallbackAck};
@@ -111,10 +113,22 @@ impl ConversationRef {
         self.handle().cancelled()
     }
 
-    /// Posts a user message and starts the bot's reply (interrupting one in progress);
-    /// answers once the message is stored.
-    pub async fn post(&self, text: String) -> Result<Posted, ActorError> {
-        self.handle().post(text).await
+    /// Posts a user message and starts the bot's reply; while one streams, `if_busy` says
+    /// whether it is interrupted, the message queued, or the post refused. Answers once
+    /// the message is stored.
+    pub async fn post(&self, text: String, if_busy: IfBusy) -> Result<Posted, ActorError> {
+        self.handle().post(text, if_busy).await
+    }
+
+    /// Replaces the last assistant reply with a new reply to the same history (one in
+    /// progress is interrupted first); the new reply's id.
+    pub async fn regenerate(&self) -> Result<String, ActorError> {
+        self.handle().regenerate().await
+    }
+
+    /// Replaces a user message's text, removes every later message and starts a new reply.
+    pub async fn edit(&self, message_id: String, text: String) -> Result<Posted, ActorError> {
+        self.handle().edit(message_id, text).await
     }
 
     /// Interrupts the reply in progress: its id, or `None` if nothing was running.

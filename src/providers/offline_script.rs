@@ -1,13 +1,18 @@
 //! What the offline demo bot says. It recognises a few topics (greetings, help, chatwire
-//! and its three patterns, a long story to interrupt, `/count N`) and otherwise answers
-//! from what the user wrote.
+//! and its three patterns, a long story to interrupt, `/count N`, `/echo TEXT`) and
+//! otherwise answers from what the user wrote.
 
 use std::collections::VecDeque;
 
 /// The words of one reply, produced lazily (a `/count 100000` is never built up front).
 pub enum Script {
-    Count { next: u32, last: u32 },
+    Count {
+        next: u32,
+        last: u32,
+    },
     Words(VecDeque<String>),
+    /// Pieces sent verbatim, whitespace included (`/echo`): they concatenate to the text.
+    Pieces(VecDeque<String>),
 }
 
 impl Iterator for Script {
@@ -15,7 +20,7 @@ impl Iterator for Script {
     fn next(&mut self) -> Option<String> {
         match self {
             Script::Count { .. } => self.count_next().map(|n| n.to_string()),
-            Script::Words(words) => words.pop_front(),
+            Script::Words(words) | Script::Pieces(words) => words.pop_front(),
         }
     }
 }
@@ -37,6 +42,7 @@ impl Script {
                 let word = words.pop_front()?;
                 Some(if first { word } else { format!(" {word}") })
             }
+            Script::Pieces(pieces) => pieces.pop_front(),
         }
     }
 
@@ -50,6 +56,26 @@ impl Script {
         *next += 1;
         Some(*next - 1)
     }
+}
+
+/// `text` cut at whitespace: each piece is a word and the whitespace after it, so the
+/// pieces concatenate to exactly `text` (newlines and Markdown kept).
+fn pieces(text: &str) -> Script {
+    let mut out = VecDeque::new();
+    let mut start = 0;
+    let mut prev_space = true;
+    for (i, c) in text.char_indices() {
+        let space = c.is_whitespace();
+        if prev_space && !space && i > start && !text[start..i].trim().is_empty() {
+            out.push_back(text[start..i].to_string());
+            start = i;
+        }
+        prev_space = space;
+    }
+    if start < text.len() {
+        out.push_back(text[start..].to_string());
+    }
+    Script::Pieces(out)
 }
 
 fn words(text: &str) -> Script {
@@ -94,6 +120,10 @@ impl Voice {
 
 /// The bot's script for the user's latest message; `turns` counts the history so far.
 pub fn script_for(message: &str, turns: usize, voice: Voice) -> Script {
+    // Exactly what follows `/echo `, untrimmed: tests send Markdown and hostile text this way.
+    if let Some(text) = message.trim_start().strip_prefix("/echo ") {
+        return pieces(text);
+    }
     let trimmed = message.trim();
     if let Some(rest) = trimmed.strip_prefix("/count") {
         return match rest.trim().parse::<u32>() {
@@ -284,6 +314,33 @@ mod tests {
             script_for("/count 100000", 1, Voice::Offline).count(),
             100_000
         );
+    }
+
+    fn pieces_of(s: Script) -> Vec<String> {
+        let mut s = s;
+        let mut out = Vec::new();
+        while let Some(p) = s.next_piece(out.is_empty()) {
+            out.push(p);
+        }
+        out
+    }
+
+    #[test]
+    fn echoes_exactly_in_pieces_at_whitespace() {
+        let text = "# Title\n\n```rust\nfn main() {}\n```\n  - [x] *done*  \n\n<b>x</b> ";
+        let got = pieces_of(script_for(&format!("/echo {text}"), 1, Voice::Offline));
+        assert_eq!(got.concat(), text);
+        assert!(got.len() >= 8, "several pieces: {got:?}");
+        assert!(
+            got[..got.len() - 1]
+                .iter()
+                .all(|p| p.ends_with(char::is_whitespace))
+        );
+        assert_eq!(
+            pieces_of(script_for("/echo  two  spaces", 1, Voice::Offline)).concat(),
+            " two  spaces"
+        );
+        assert_eq!(pieces_of(script_for("/echo x", 1, Voice::Offline)), ["x"]);
     }
 
     #[test]

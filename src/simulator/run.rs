@@ -51,11 +51,11 @@ pub(super) async fn run(sim: &Sim, job: JobRequest, token: CancellationToken) {
         .find(|m| m.role == "user")
         .map(|m| m.text.as_str())
         .unwrap_or("");
-    let script = script_for(last, job.messages.len(), Voice::Simulated);
+    let mut script = script_for(last, job.messages.len(), Voice::Simulated);
     let start = Instant::now();
     let mut text = String::new();
     let mut seq = 0u64;
-    for word in script {
+    while let Some(piece) = script.next_piece(seq == 0) {
         seq += 1;
         if !sim.delay.is_zero() {
             tokio::select! {
@@ -63,7 +63,6 @@ pub(super) async fn run(sim: &Sim, job: JobRequest, token: CancellationToken) {
                 _ = tokio::time::sleep_until(start + sim.delay * seq as u32) => {}
             }
         }
-        let piece = if seq == 1 { word } else { format!(" {word}") };
         text.push_str(&piece);
         let delta = Callback::Delta {
             job_id: job.job_id.clone(),

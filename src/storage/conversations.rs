@@ -1,4 +1,5 @@
-//! The conversation tables: a conversation and its messages (insert, update, the guarded
+//! The conversation tables: a conversation and its messages (insert — also after a given
+//! message —, update, replace in place, edit with the removal of later messages, the guarded
 //! checkpoint of a streaming reply), its event-number floor (reservations and the exact
 //! floor written at a graceful stop) and the stored replay window (`events`). Only the
 //! conversation's actor (and the registry that starts it) calls these.
@@ -112,20 +113,75 @@ impl Store {
         seq: usize,
         m: &Message,
     ) -> Result<(), StoreError> {
+        insert_at(&self.pool, conversation_id, seq as i64, m).await
+    }
+
+    /// Stores a new message right after message `after_id` (a queued message's reply),
+    /// moving the later messages one place down, in one transaction.
+    pub async fn insert_message_after(
+        &self,
+        conversation_id: &str,
+        after_id: &str,
+        m: &Message,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq = seq_of(&mut tx, conversation_id, after_id).await?;
+        sqlx::query("UPDATE messages SET seq = seq + 1 WHERE conversation_id = ? AND seq > ?")
+            .bind(conversation_id)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        insert_at(&mut *tx, conversation_id, seq + 1, m).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts message `m` in the place of message `old_id` (a regenerated reply): same
+    /// position, new id and contents.
+    pub async fn replace_message(
+        &self,
+        conversation_id: &str,
+        old_id: &str,
+        m: &Message,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO messages (id, conversation_id, seq, role, text, status, error, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "UPDATE messages SET id = ?, role = ?, text = ?, status = ?, error = ?, created_at = ? \
+             WHERE id = ? AND conversation_id = ?",
         )
         .bind(&m.id)
-        .bind(conversation_id)
-        .bind(seq as i64)
         .bind(m.role.as_str())
         .bind(&m.text)
         .bind(m.status.as_str())
         .bind(&m.error)
         .bind(m.created_at)
+        .bind(old_id)
+        .bind(conversation_id)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Gives message `id` the text `text` and deletes every later message of its
+    /// conversation (an edit), in one transaction.
+    pub async fn edit_message(
+        &self,
+        conversation_id: &str,
+        id: &str,
+        text: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq = seq_of(&mut tx, conversation_id, id).await?;
+        sqlx::query("UPDATE messages SET text = ? WHERE id = ?")
+            .bind(text)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM messages WHERE conversation_id = ? AND seq > ?")
+            .bind(conversation_id)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -227,4 +283,43 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Inserts message `m` at position `seq` (in a transaction or not).
+async fn insert_at<'e>(
+    exec: impl sqlx::SqliteExecutor<'e>,
+    conversation_id: &str,
+    seq: i64,
+    m: &Message,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO messages (id, conversation_id, seq, role, text, status, error, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&m.id)
+    .bind(conversation_id)
+    .bind(seq)
+    .bind(m.role.as_str())
+    .bind(&m.text)
+    .bind(m.status.as_str())
+    .bind(&m.error)
+    .bind(m.created_at)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+/// The position of message `id` in its conversation.
+async fn seq_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    conversation_id: &str,
+    id: &str,
+) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT seq FROM messages WHERE id = ? AND conversation_id = ?")
+            .bind(id)
+            .bind(conversation_id)
+            .fetch_one(&mut **tx)
+            .await?,
+    )
 }

@@ -1,5 +1,6 @@
-//! The JSON API of conversations: create, read, post a message, interrupt; and the list
-//! of configured providers.
+//! The JSON API of conversations: create, read, post a message (with its `if_busy`
+//! policy), regenerate the last reply, edit a user message, interrupt; and the list of
+//! configured providers.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -11,7 +12,7 @@ use serde_json::json;
 use super::AppState;
 use super::auth::{authorize, set_cookie};
 use super::body::JsonBody;
-use crate::conversation::{ConversationRef, CreateError, Snapshot};
+use crate::conversation::{ConversationRef, CreateError, IfBusy, Snapshot};
 use crate::web::error::AppError;
 
 #[derive(Deserialize)]
@@ -23,6 +24,27 @@ pub struct CreateBody {
 #[derive(Deserialize)]
 pub struct PostBody {
     text: serde_json::Value,
+    /// `"interrupt"` (the default), `"queue"` or `"reject"`.
+    #[serde(default)]
+    if_busy: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+pub struct EditBody {
+    text: serde_json::Value,
+}
+
+/// The `if_busy` of a post: absent (or null) is `interrupt`; anything unknown is a 400.
+fn if_busy(value: Option<serde_json::Value>) -> Result<IfBusy, AppError> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(IfBusy::default()),
+        Some(serde_json::Value::String(s)) => s.parse().map_err(|()| {
+            AppError::BadRequest(format!(
+                "unknown `if_busy` value `{s}`; use \"interrupt\", \"queue\" or \"reject\""
+            ))
+        }),
+        Some(_) => Err(AppError::BadRequest("`if_busy` must be a string".into())),
+    }
 }
 
 pub async fn providers(State(state): State<AppState>) -> Response {
@@ -108,12 +130,49 @@ pub async fn post_message(
     let conv = authorize(&state, &id, &headers, true).await?;
     let JsonBody(body) = body?;
     let text = valid_text(&state, body.text)?;
-    if let Err(wait) = state.limits.per_conversation.check(&conv.shared_id()) {
-        return Err(AppError::TooManyRequests {
+    let if_busy = if_busy(body.if_busy)?;
+    rate_limit(&state, &conv)?;
+    let posted = conv.post(text, if_busy).await?;
+    Ok((StatusCode::ACCEPTED, Json(posted)).into_response())
+}
+
+/// Every operation that starts a reply counts against the conversation's rate limit.
+fn rate_limit(state: &AppState, conv: &ConversationRef) -> Result<(), AppError> {
+    state
+        .limits
+        .per_conversation
+        .check(&conv.shared_id())
+        .map_err(|wait| AppError::TooManyRequests {
             retry_after_secs: super::limit::retry_after_secs(wait),
-        });
-    }
-    let posted = conv.post(text).await?;
+        })
+}
+
+/// `POST …/regenerate`: the last assistant reply is replaced by a new one (409 if there
+/// is none yet).
+pub async fn regenerate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let conv = authorize(&state, &id, &headers, true).await?;
+    rate_limit(&state, &conv)?;
+    let reply_id = conv.regenerate().await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"reply_id": reply_id}))).into_response())
+}
+
+/// `PUT …/messages/{message_id}` `{"text"}`: edits a user message (404 unknown, 409 not a
+/// user message); later messages are removed and a new reply starts.
+pub async fn edit_message(
+    State(state): State<AppState>,
+    Path((id, message_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<JsonBody<EditBody>, AppError>,
+) -> Result<Response, AppError> {
+    let conv = authorize(&state, &id, &headers, true).await?;
+    let JsonBody(body) = body?;
+    let text = valid_text(&state, body.text)?;
+    rate_limit(&state, &conv)?;
+    let posted = conv.edit(message_id, text).await?;
     Ok((StatusCode::ACCEPTED, Json(posted)).into_response())
 }
 

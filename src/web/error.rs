@@ -31,6 +31,11 @@ pub enum AppError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("the conversation is busy; try again shortly")]
     Busy,
+    /// The conversation's state does not allow the operation now (409); `code` says why.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("too many messages are queued; wait for a reply")]
+    QueueFull,
     #[error("this conversation has too many open streams")]
     TooManySubscribers,
     #[error("the server has too many active conversations; try again shortly")]
@@ -56,6 +61,8 @@ impl AppError {
             AppError::ForbiddenOrigin => (StatusCode::FORBIDDEN, "forbidden_origin"),
             AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            AppError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            AppError::QueueFull => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             AppError::TooManySubscribers => (StatusCode::TOO_MANY_REQUESTS, "too_many_subscribers"),
             AppError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -78,7 +85,7 @@ impl IntoResponse for AppError {
         let mut resp = (status, body).into_response();
         let retry = match &self {
             AppError::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
-            AppError::Busy | AppError::ShuttingDown => Some(1),
+            AppError::Busy | AppError::ShuttingDown | AppError::QueueFull => Some(1),
             AppError::TooManySubscribers | AppError::Overloaded => Some(5),
             _ => None,
         };
@@ -98,8 +105,17 @@ impl From<crate::storage::StoreError> for AppError {
 
 impl From<crate::conversation::ActorError> for AppError {
     fn from(e: crate::conversation::ActorError) -> Self {
-        use crate::conversation::ActorError;
+        use crate::conversation::{ActorError, Refusal};
+        let conflict = |code, r: Refusal| AppError::Conflict {
+            code,
+            message: r.to_string(),
+        };
         match e {
+            ActorError::Refused(r @ Refusal::Replying) => conflict("busy", r),
+            ActorError::Refused(r @ Refusal::NoReply) => conflict("no_reply", r),
+            ActorError::Refused(r @ Refusal::NotUserMessage) => conflict("not_user_message", r),
+            ActorError::Refused(Refusal::QueueFull) => AppError::QueueFull,
+            ActorError::Refused(Refusal::UnknownMessage) => AppError::NotFound,
             ActorError::Busy => AppError::Busy,
             ActorError::Gone => AppError::ShuttingDown,
             ActorError::NotFound => AppError::NotFound,

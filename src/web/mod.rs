@@ -31,7 +31,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -94,8 +94,7 @@ pub fn router(state: AppState) -> Router {
     let traced = Router::new()
         .route("/", get(pages::start))
         .route("/c/{id}", get(pages::chat))
-        .route("/static/app.js", get(pages::app_js))
-        .route("/static/app.css", get(pages::app_css))
+        .route("/static/{*path}", get(pages::asset))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/api/providers", get(api::providers))
@@ -103,6 +102,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/conversations/{id}", get(api::get))
         .route("/api/conversations/{id}/messages", post(api::post_message))
         .route("/api/conversations/{id}/interrupt", post(api::interrupt))
+        .route("/api/conversations/{id}/regenerate", post(api::regenerate))
+        .route(
+            "/api/conversations/{id}/messages/{message_id}",
+            put(api::edit_message),
+        )
         .route(
             "/webhooks/openai",
             post(webhooks::openai).layer(webhook_limit),

@@ -1,5 +1,6 @@
 //! The chat page: `GET /` starts a conversation and moves to `/c/{id}`, which renders the
-//! history on the server; the page's script and style are compiled into the binary.
+//! history on the server (plain text, one message markup in `templates/message.html`); the
+//! page's scripts, style and vendored libraries are compiled into the binary.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -26,6 +27,38 @@ pub struct MessageView {
     pub role: &'static str,
     pub text: String,
     pub status: &'static str,
+    /// "stopped", "failed: REASON" or empty: the same words the script writes.
+    pub note: String,
+}
+
+impl MessageView {
+    fn of(m: crate::chat::Message) -> Self {
+        let status = m.status.as_str();
+        let note = match (status, m.error) {
+            ("interrupted", _) => "stopped".to_string(),
+            ("failed", Some(e)) => format!("failed: {e}"),
+            ("failed", None) => "failed".to_string(),
+            _ => String::new(),
+        };
+        MessageView {
+            id: m.id,
+            role: m.role.as_str(),
+            text: m.text,
+            status,
+            note,
+        }
+    }
+
+    /// The empty message the page's `<template>` holds.
+    fn blank() -> Self {
+        MessageView {
+            id: String::new(),
+            role: "assistant",
+            text: String::new(),
+            status: "complete",
+            note: String::new(),
+        }
+    }
 }
 
 #[derive(Template, WebTemplate)]
@@ -36,6 +69,7 @@ pub struct ChatPage {
     pub providers: Vec<ProviderView>,
     pub messages: Vec<MessageView>,
     pub last_event_id: u64,
+    pub blank: MessageView,
 }
 
 #[derive(Template, WebTemplate)]
@@ -97,17 +131,9 @@ pub async fn chat(
         conversation_id: snap.id,
         provider: provider.info().into(),
         providers: state.providers.infos().map(ProviderView::from).collect(),
-        messages: snap
-            .messages
-            .into_iter()
-            .map(|m| MessageView {
-                id: m.id,
-                role: m.role.as_str(),
-                text: m.text,
-                status: m.status.as_str(),
-            })
-            .collect(),
+        messages: snap.messages.into_iter().map(MessageView::of).collect(),
         last_event_id: snap.last_event_id,
+        blank: MessageView::blank(),
     };
     let mut resp = page.into_response();
     resp.headers_mut()
@@ -115,27 +141,46 @@ pub async fn chat(
     resp
 }
 
-fn asset(body: &'static str, content_type: &'static str) -> Response {
+/// The page's static files, compiled in: `(path under /static/, content type, body)`.
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("app.css", CSS, include_str!("../../static/app.css")),
     (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response()
-}
+        "markdown.css",
+        CSS,
+        include_str!("../../static/markdown.css"),
+    ),
+    ("panel.css", CSS, include_str!("../../static/panel.css")),
+    ("app.js", JS, include_str!("../../static/app.js")),
+    ("markdown.js", JS, include_str!("../../static/markdown.js")),
+    ("messages.js", JS, include_str!("../../static/messages.js")),
+    ("feed.js", JS, include_str!("../../static/feed.js")),
+    ("socket.js", JS, include_str!("../../static/socket.js")),
+    ("panel.js", JS, include_str!("../../static/panel.js")),
+    (
+        "vendor/marked.umd.js",
+        JS,
+        include_str!("../../static/vendor/marked.umd.js"),
+    ),
+    (
+        "vendor/purify.min.js",
+        JS,
+        include_str!("../../static/vendor/purify.min.js"),
+    ),
+];
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
-pub async fn app_js() -> Response {
-    asset(
-        include_str!("../../static/app.js"),
-        "text/javascript; charset=utf-8",
-    )
-}
-
-pub async fn app_css() -> Response {
-    asset(
-        include_str!("../../static/app.css"),
-        "text/css; charset=utf-8",
-    )
+/// `GET /static/{*path}`: one of [`ASSETS`], else 404.
+pub async fn asset(Path(path): Path<String>) -> Response {
+    match ASSETS.iter().find(|(p, _, _)| *p == path) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => AppError::NotFound.into_response(),
+    }
 }

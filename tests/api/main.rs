@@ -11,9 +11,11 @@ mod ws_client;
 
 mod backpressure;
 mod durability;
+mod echo;
 mod errors;
 mod limits;
 mod metrics;
+mod operations;
 mod pages;
 mod provider_background;
 mod provider_config;

@@ -79,9 +79,23 @@ async fn root_starts_a_conversation_and_the_page_renders_its_history() {
     assert_eq!(stranger.status(), 404);
     assert!(!stranger.text().await.unwrap().contains("alert"));
 
-    for (path, kind) in [("/static/app.js", "javascript"), ("/static/app.css", "css")] {
+    // One markup for a message: the history's and the script's <template> copy.
+    assert!(html.contains("<template id=\"message-template\">"));
+    // (path, content type, linked from the page rather than imported by app.js)
+    for (path, kind, linked) in [
+        ("/static/app.js", "javascript", true),
+        ("/static/messages.js", "javascript", false),
+        ("/static/feed.js", "javascript", false),
+        ("/static/vendor/marked.umd.js", "javascript", true),
+        ("/static/vendor/purify.min.js", "javascript", true),
+        ("/static/app.css", "css", true),
+        ("/static/markdown.css", "css", true),
+    ] {
+        assert_eq!(html.contains(path), linked, "{path}");
         let r = client.get(app.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(r.status(), 200, "{path}");
         assert!(r.headers()["content-type"].to_str().unwrap().contains(kind));
     }
+    let missing = client.get(app.url("/static/nope.js")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
 }

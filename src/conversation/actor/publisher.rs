@@ -85,6 +85,17 @@ impl Publisher {
         id
     }
 
+    /// Publishes a `sync` (the whole history, replacing every client's state) as a numbered
+    /// event of the log, so a replay across it delivers it too. Its `last_event_id` is its
+    /// own number: the snapshot holds everything up to and including it.
+    pub(super) fn publish_sync(&mut self, messages: &[Message]) -> u64 {
+        let id = self.next_id;
+        self.publish(Event::Sync {
+            messages,
+            last_event_id: id,
+        })
+    }
+
     pub(super) fn last_id(&self) -> u64 {
         self.next_id - 1
     }

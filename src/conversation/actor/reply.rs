@@ -1,6 +1,7 @@
-//! The actor's replies: starting one for a new message (interrupting the one in progress
-//! first), taking its provider's events, forwarding provider callbacks to it, and ending
-//! it — completed, failed or interrupted — with its last event and its stored state.
+//! The actor's replies: starting one at its place in the history, taking its provider's
+//! events, forwarding provider callbacks to it, ending it — completed, failed or
+//! interrupted — with its last event and its stored state, and then starting the reply to
+//! the next queued message.
 
 use std::sync::atomic::Ordering;
 
@@ -8,12 +9,21 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{ActiveReply, Actor, CHECKPOINT_EVERY};
-use crate::chat::{Message, Status};
+use crate::chat::{Message, Role, Status};
 use crate::conversation::events::Event;
-use crate::conversation::handle::{ActorError, Posted};
 use crate::conversation::presence::{BotState, PresenceFrame};
 use crate::metrics::Outcome;
 use crate::providers::{Callback, CallbackAck, ReplyEvent, ReplyRequest, Turn};
+
+/// Where a new reply goes in the history.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Place {
+    /// Right after the user message at this index (at the end, or before later queued
+    /// messages).
+    After(usize),
+    /// In place of the assistant reply at this index (regenerate).
+    Replacing(usize),
+}
 
 impl Actor {
     /// Forwards a callback to the running reply if it is the one it belongs to. A late
@@ -35,28 +45,16 @@ impl Actor {
         }
     }
 
-    pub(super) async fn post(
-        &mut self,
-        text: String,
-        received: Instant,
-    ) -> Result<Posted, ActorError> {
-        // Barge-in: the old reply ends, with its event, before the new message exists.
-        self.interrupt(None).await;
-
-        let user = Message::user(text);
-        self.store
-            .insert_message(&self.id, self.messages.len(), &user)
-            .await
-            .map_err(|e| ActorError::Storage(e.to_string()))?;
-        self.events.publish(Event::UserMessage {
-            message_id: &user.id,
-            text: &user.text,
-        });
-        let message_id = user.id.clone();
-        self.messages.push(user);
-
-        let history: Vec<Turn> = self
-            .messages
+    /// Starts a new reply at `place` and returns its id: stores its row (streaming),
+    /// publishes `reply.started` (naming the message it answers, and the reply it
+    /// replaces) and asks the provider for it with the history before it. No reply may be
+    /// running. `received` is when the request behind it arrived, for the metric.
+    pub(super) async fn start_reply(&mut self, place: Place, received: Instant) -> String {
+        let at = match place {
+            Place::After(i) => i + 1,
+            Place::Replacing(i) => i,
+        };
+        let history: Vec<Turn> = self.messages[..at]
             .iter()
             .filter(|m| !m.text.is_empty())
             .map(|m| Turn {
@@ -65,11 +63,28 @@ impl Actor {
             })
             .collect();
         let reply = Message::streaming_reply();
-        if let Err(e) = self
-            .store
-            .insert_message(&self.id, self.messages.len(), &reply)
-            .await
-        {
+        let in_reply_to = at
+            .checked_sub(1)
+            .map(|i| &self.messages[i])
+            .filter(|m| m.role == Role::User)
+            .map(|m| m.id.clone());
+        let replaces = match place {
+            Place::Replacing(i) => Some(self.messages[i].id.clone()),
+            Place::After(_) => None,
+        };
+        let stored = match (&place, &replaces) {
+            (Place::Replacing(_), Some(old)) => {
+                Box::pin(self.store.replace_message(&self.id, old, &reply)).await
+            }
+            _ if at == self.messages.len() => {
+                Box::pin(self.store.insert_message(&self.id, at, &reply)).await
+            }
+            _ => {
+                let after = self.messages[at - 1].id.clone();
+                Box::pin(self.store.insert_message_after(&self.id, &after, &reply)).await
+            }
+        };
+        if let Err(e) = stored {
             // The reply still runs; its final state is written when it ends.
             tracing::warn!(conversation = %self.id, error = %e, "cannot store reply start");
         }
@@ -77,9 +92,14 @@ impl Actor {
         let started = self.events.publish(Event::ReplyStarted {
             reply_id: &reply_id,
             provider: &self.provider.info().name.clone(),
+            in_reply_to: in_reply_to.as_deref(),
+            replaces: replaces.as_deref(),
         });
         self.events.pin_from(started);
-        self.messages.push(reply);
+        match place {
+            Place::Replacing(i) => self.messages[i] = reply,
+            Place::After(_) => self.messages.insert(at, reply),
+        }
         self.shared.replying.store(true, Ordering::Release);
         let stream = self.provider.start(ReplyRequest {
             conversation_id: self.id.to_string(),
@@ -87,7 +107,7 @@ impl Actor {
             history,
         });
         self.reply = Some(ActiveReply {
-            index: self.messages.len() - 1,
+            index: at,
             id: reply_id.as_str().into(),
             events: stream.events,
             callbacks: stream.callbacks,
@@ -96,10 +116,22 @@ impl Actor {
             awaiting_first: Some(received),
         });
         self.presence.set_bot(BotState::Thinking);
-        Ok(Posted {
-            message_id,
-            reply_id,
-        })
+        reply_id
+    }
+
+    /// After a reply ended on its own or by a Stop: the first user message queued behind
+    /// it (if any) gets its reply now, placed right after it.
+    pub(super) async fn next_in_queue(&mut self, after: usize) {
+        if self.reply.is_some() {
+            return;
+        }
+        let next = self.messages[after.min(self.messages.len())..]
+            .iter()
+            .position(|m| m.role == Role::User)
+            .map(|i| after + i);
+        if let Some(i) = next {
+            self.start_reply(Place::After(i), Instant::now()).await;
+        }
     }
 
     pub(super) async fn on_reply_event(&mut self, ev: Option<ReplyEvent>) {
@@ -127,16 +159,23 @@ impl Actor {
                     self.checkpoint();
                 }
             }
-            Some(ReplyEvent::Completed) => {
-                self.finish(Status::Complete, None, None).await;
-            }
+            Some(ReplyEvent::Completed) => self.end_and_go_on(Status::Complete, None).await,
             Some(ReplyEvent::Failed(error)) => {
-                self.finish(Status::Failed, Some(error), None).await;
+                self.end_and_go_on(Status::Failed, Some(error)).await
             }
             None => {
                 let error = "the provider's stream ended before the reply was finished";
-                self.finish(Status::Failed, Some(error.into()), None).await;
+                self.end_and_go_on(Status::Failed, Some(error.into())).await;
             }
+        }
+    }
+
+    /// The reply ended by itself: store its end, then start the next queued one.
+    async fn end_and_go_on(&mut self, status: Status, error: Option<String>) {
+        let index = self.reply.as_ref().map(|r| r.index);
+        self.finish(status, error, None).await;
+        if let Some(i) = index {
+            Box::pin(self.next_in_queue(i + 1)).await;
         }
     }
 
@@ -171,7 +210,8 @@ impl Actor {
             }),
         };
         self.events.unpin();
-        self.shared.replying.store(false, Ordering::Release);
+        // `replying` is cleared at the end of the actor's turn, not here: a queued reply may
+        // start in this same turn, and the registry must never see the gap between.
         self.metrics.reply_finished(match status {
             Status::Complete => Outcome::Completed,
             Status::Interrupted => Outcome::Interrupted,
@@ -190,7 +230,20 @@ impl Actor {
         Some(msg.id)
     }
 
+    /// Ends the reply in progress with `reply.interrupted` (barge-in, regenerate, edit,
+    /// stop). The queue does not move on: the caller decides what comes next.
     pub(super) async fn interrupt(&mut self, received: Option<Instant>) -> Option<String> {
         self.finish(Status::Interrupted, None, received).await
+    }
+
+    /// A Stop (`POST …/interrupt`, the WebSocket's `interrupt`): the reply in progress is
+    /// interrupted, and the next queued message (if any) gets its reply.
+    pub(super) async fn stop_reply(&mut self, received: Instant) -> Option<String> {
+        let index = self.reply.as_ref().map(|r| r.index);
+        let id = self.interrupt(Some(received)).await;
+        if let Some(i) = index {
+            self.next_in_queue(i + 1).await;
+        }
+        id
     }
 }

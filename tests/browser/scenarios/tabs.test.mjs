@@ -8,24 +8,14 @@ import {
   countText,
   growingReply,
   messages,
-  openNewChat,
   recorded,
   scenario,
+  secondTab,
   sel,
   send,
   streamingSteps,
   waitAssistant,
-  waitConnection,
 } from '../lib/harness.mjs';
-
-/** Opens a second tab on the conversation of `page`. */
-async function secondTab(page, newPage) {
-  const id = await openNewChat(page);
-  const other = await newPage();
-  await other.goto(`/c/${encodeURIComponent(id)}`);
-  await waitConnection(other, 'live');
-  return other;
-}
 
 scenario('second tab: typing in one shows the typing indicator in the other', { server: { delayMs: 5 } }, async ({ page: a, newPage }) => {
   const b = await secondTab(a, newPage);

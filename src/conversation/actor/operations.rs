@@ -1,0 +1,126 @@
+//! The conversation operations, each decided in one actor turn: posting a message (with
+//! its `if_busy` policy: barge-in, queue or reject), regenerating the last reply, and
+//! editing a user message.
+//!
+//! The queue is not a separate structure: the queued messages are the user messages after
+//! the reply in progress (stored and published when they arrived). When that reply ends —
+//! completed, failed, or stopped — the first of them gets its reply, placed right after
+//! it (`reply.rs`). A barge-in post, a regenerate and an edit interrupt the reply in
+//! progress without moving the queue on: a barge-in answers its message with every queued
+//! one as history before it; a regenerate's reply goes on to the queue when it ends; an
+//! edit drops every message after the edited one.
+
+use tokio::time::Instant;
+
+use super::Actor;
+use super::reply::Place;
+use crate::chat::{Message, Role};
+use crate::conversation::events::Event;
+use crate::conversation::handle::{ActorError, IfBusy, MAX_QUEUED, Posted, Refusal};
+
+impl Actor {
+    pub(super) async fn post(
+        &mut self,
+        text: String,
+        if_busy: IfBusy,
+        received: Instant,
+    ) -> Result<Posted, ActorError> {
+        let queue = match (&self.reply, if_busy) {
+            (None, _) => false,
+            (Some(_), IfBusy::Reject) => return Err(ActorError::Refused(Refusal::Replying)),
+            (Some(active), IfBusy::Queue) => {
+                if self.messages.len() - (active.index + 1) >= MAX_QUEUED {
+                    return Err(ActorError::Refused(Refusal::QueueFull));
+                }
+                true
+            }
+            (Some(_), IfBusy::Interrupt) => {
+                // Barge-in: the old reply ends, with its event, before the new message exists.
+                self.interrupt(None).await;
+                false
+            }
+        };
+
+        let user = Message::user(text);
+        self.store
+            .insert_message(&self.id, self.messages.len(), &user)
+            .await
+            .map_err(|e| ActorError::Storage(e.to_string()))?;
+        self.events.publish(Event::UserMessage {
+            message_id: &user.id,
+            text: &user.text,
+        });
+        let message_id = user.id.clone();
+        self.messages.push(user);
+        if queue {
+            return Ok(Posted {
+                message_id,
+                reply_id: None,
+                queued: true,
+            });
+        }
+        let at = self.messages.len() - 1;
+        let reply_id = self.start_reply(Place::After(at), received).await;
+        Ok(Posted {
+            message_id,
+            reply_id: Some(reply_id),
+            queued: false,
+        })
+    }
+
+    /// Replaces the last assistant reply (interrupting it first if it is in progress) with
+    /// a new reply to the history before it.
+    pub(super) async fn regenerate(&mut self, received: Instant) -> Result<String, ActorError> {
+        let Some(i) = self
+            .messages
+            .iter()
+            .rposition(|m| m.role == Role::Assistant)
+        else {
+            return Err(ActorError::Refused(Refusal::NoReply));
+        };
+        self.interrupt(None).await;
+        Ok(self.start_reply(Place::Replacing(i), received).await)
+    }
+
+    /// Gives user message `message_id` the text `text`, removes every message after it
+    /// (a reply in progress is interrupted first), publishes the new history as a `sync`
+    /// and starts a new reply to it.
+    pub(super) async fn edit(
+        &mut self,
+        message_id: String,
+        text: String,
+        received: Instant,
+    ) -> Result<Posted, ActorError> {
+        let Some(i) = self.messages.iter().position(|m| m.id == message_id) else {
+            return Err(ActorError::Refused(Refusal::UnknownMessage));
+        };
+        if self.messages[i].role != Role::User {
+            return Err(ActorError::Refused(Refusal::NotUserMessage));
+        }
+        self.interrupt(None).await;
+        self.store
+            .edit_message(&self.id, &message_id, &text)
+            .await
+            .map_err(|e| ActorError::Storage(e.to_string()))?;
+        self.messages.truncate(i + 1);
+        self.messages[i].text = text;
+        self.events.publish_sync(&self.messages);
+        let reply_id = self.start_reply(Place::After(i), received).await;
+        Ok(Posted {
+            message_id,
+            reply_id: Some(reply_id),
+            queued: false,
+        })
+    }
+
+    /// On start: user messages after the last assistant reply were queued when the
+    /// previous actor stopped (or crashed); the first of them gets its reply now.
+    pub(super) async fn resume_queue(&mut self) {
+        let after = self
+            .messages
+            .iter()
+            .rposition(|m| m.role == Role::Assistant)
+            .map_or(0, |i| i + 1);
+        self.next_in_queue(after).await;
+    }
+}
