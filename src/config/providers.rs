@@ -37,6 +37,17 @@ pub struct ProviderConfig {
     pub reply_timeout_secs: Option<u64>,
     /// Retries of a failed request, made only before the first piece of the reply.
     pub retries: Option<u32>,
+    /// The longest reply, in tokens (OpenAI kinds and the webhook protocol).
+    pub max_tokens: Option<u32>,
+    /// Which request field carries `max_tokens`: "max_tokens" (default) or
+    /// "max_completion_tokens" (kind `openai`).
+    pub max_tokens_field: Option<String>,
+    /// Sampling temperature, 0 to 2.
+    pub temperature: Option<f32>,
+    /// At most this many of the latest turns are sent with each request.
+    pub max_history_messages: Option<usize>,
+    /// At most this many characters of history are sent (default 32,000).
+    pub max_history_chars: Option<usize>,
 }
 
 impl std::fmt::Debug for ProviderConfig {
@@ -59,6 +70,11 @@ impl std::fmt::Debug for ProviderConfig {
             .field("gap_timeout_secs", &self.gap_timeout_secs)
             .field("reply_timeout_secs", &self.reply_timeout_secs)
             .field("retries", &self.retries)
+            .field("max_tokens", &self.max_tokens)
+            .field("max_tokens_field", &self.max_tokens_field)
+            .field("temperature", &self.temperature)
+            .field("max_history_messages", &self.max_history_messages)
+            .field("max_history_chars", &self.max_history_chars)
             .finish()
     }
 }

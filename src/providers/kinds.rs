@@ -42,7 +42,7 @@ impl Provider for Guarded {
 #[derive(Deserialize)]
 struct OfflineKeys {}
 
-/// Kind `openai`.
+/// Kind `openai` (and the generation keys, `Check::keys_generating`).
 #[derive(Deserialize)]
 struct OpenAiKeys {
     base_url: Option<String>,
@@ -51,9 +51,10 @@ struct OpenAiKeys {
     model: Option<String>,
     system_prompt: Option<String>,
     retries: Option<u32>,
+    max_tokens_field: Option<String>,
 }
 
-/// Kind `openai-background`.
+/// Kind `openai-background` (and the generation keys).
 #[derive(Deserialize)]
 struct BackgroundKeys {
     base_url: Option<String>,
@@ -65,7 +66,7 @@ struct BackgroundKeys {
     webhook_secret_env: Option<String>,
 }
 
-/// Kind `webhook`.
+/// Kind `webhook` (and the generation keys).
 #[derive(Deserialize)]
 struct WebhookKeys {
     url: Option<String>,
@@ -116,7 +117,8 @@ pub(super) fn build(
             )
         }
         "openai" => {
-            let keys: OpenAiKeys = check.keys()?;
+            let (keys, mut generation): (OpenAiKeys, _) = check.keys_generating()?;
+            generation.token_field = check.token_field(&keys.max_tokens_field)?;
             let settings = ChatSettings {
                 info: info(
                     "openai",
@@ -127,6 +129,7 @@ pub(super) fn build(
                 model: check.required("model", &keys.model)?,
                 system_prompt: keys.system_prompt,
                 retry: check.retry(keys.retries)?,
+                generation,
             };
             (
                 Box::new(OpenAiChat::new(settings).map_err(failed)?),
@@ -134,7 +137,7 @@ pub(super) fn build(
             )
         }
         "openai-background" => {
-            let keys: BackgroundKeys = check.keys()?;
+            let (keys, generation): (BackgroundKeys, _) = check.keys_generating()?;
             let settings = BackgroundSettings {
                 info: info(
                     "openai-background",
@@ -149,6 +152,7 @@ pub(super) fn build(
                 system_prompt: keys.system_prompt,
                 webhook_secret: check
                     .required_webhook_secret(&keys.webhook_secret, &keys.webhook_secret_env)?,
+                generation,
             };
             (
                 Box::new(OpenAiBackground::new(settings, ctx.jobs.clone()).map_err(failed)?),
@@ -157,7 +161,7 @@ pub(super) fn build(
             )
         }
         "webhook" => {
-            let keys: WebhookKeys = check.keys()?;
+            let (keys, generation): (WebhookKeys, _) = check.keys_generating()?;
             let url = check.required("url", &keys.url)?;
             let settings = WebhookSettings {
                 info: info(
@@ -171,6 +175,7 @@ pub(super) fn build(
                 system_prompt: keys.system_prompt,
                 model: keys.model,
                 retries: check.retry(keys.retries)?.retries,
+                generation,
             };
             (
                 Box::new(WebhookProvider::new(settings, ctx.jobs.clone()).map_err(failed)?),
@@ -193,6 +198,7 @@ pub(super) fn build(
                 system_prompt: None,
                 model: None,
                 retries: 1,
+                generation: Default::default(),
             };
             // Local and paced by `--offline-delay-ms`: a long `/count` may take a while, so
             // only silence is bounded.

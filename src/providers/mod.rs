@@ -16,6 +16,7 @@
 pub(crate) mod callback;
 mod context;
 pub(crate) mod deadlines;
+mod generation;
 mod job;
 mod jobs;
 mod kinds;
@@ -25,6 +26,7 @@ mod openai;
 pub(crate) mod protocol;
 mod registry;
 mod retry;
+mod retry_after;
 mod settings;
 mod webhook;
 

@@ -8,9 +8,11 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
 use super::Deadlines;
+use super::generation::{DEFAULT_MAX_HISTORY_CHARS, Generation, HistoryLimit, TokenField};
 use super::retry::RetryPolicy;
 use crate::config::ConfigError;
 use crate::config::{ProviderConfig, secret};
@@ -44,6 +46,11 @@ impl<'a> Check<'a> {
     /// `T` does not have is refused (a typo or a misplaced key would otherwise be silently
     /// ignored); the keys every kind accepts (`COMMON`) are read by `Check` itself.
     pub fn keys<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        self.read(fields_of::<T>())
+    }
+
+    /// The entry's kind-specific keys as `T`, refusing any key not in `known`.
+    fn read<T: DeserializeOwned>(&self, known: &[&str]) -> Result<T, ConfigError> {
         // Not serde's message: it may quote a value, and values may be secrets.
         let unreadable = |_| self.error("a key has a value of the wrong type");
         let serde_json::Value::Object(mut set) =
@@ -56,11 +63,56 @@ impl<'a> Check<'a> {
                 && !matches!(key.as_str(), "name" | "kind" | "default")
                 && !COMMON.contains(&key.as_str())
         });
-        let known = fields_of::<T>();
         if let Some(key) = set.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(self.error(format!("`{key}` is not used by kind `{}`", self.entry.kind)));
         }
         serde_json::from_value(serde_json::Value::Object(set)).map_err(unreadable)
+    }
+
+    /// Like [`Check::keys`], for a kind that sends the conversation: the generation keys
+    /// (`GenerationKeys`) are accepted besides `T`'s, and checked into a [`Generation`].
+    pub fn keys_generating<T: DeserializeOwned>(&self) -> Result<(T, Generation), ConfigError> {
+        let known = [fields_of::<T>(), fields_of::<GenerationKeys>()].concat();
+        let keys: T = self.read(&known)?;
+        let generation: GenerationKeys = self.read(&known)?;
+        Ok((keys, self.generation(generation)?))
+    }
+
+    fn generation(&self, g: GenerationKeys) -> Result<Generation, ConfigError> {
+        let at_least_one = |key: &str, v: Option<usize>| match v {
+            Some(0) => Err(self.error(format!("`{key}` must be at least 1"))),
+            v => Ok(v),
+        };
+        if g.max_tokens == Some(0) {
+            return Err(self.error("`max_tokens` must be at least 1"));
+        }
+        if let Some(t) = g.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            return Err(self.error("`temperature` must be between 0 and 2"));
+        }
+        Ok(Generation {
+            max_tokens: g.max_tokens,
+            token_field: TokenField::default(),
+            temperature: g.temperature,
+            history: HistoryLimit {
+                max_messages: at_least_one("max_history_messages", g.max_history_messages)?,
+                max_chars: at_least_one("max_history_chars", g.max_history_chars)?
+                    .unwrap_or(DEFAULT_MAX_HISTORY_CHARS),
+            },
+        })
+    }
+
+    /// `max_tokens_field`: which request field carries `max_tokens` (kind `openai`).
+    pub fn token_field(&self, value: &Option<String>) -> Result<TokenField, ConfigError> {
+        match value.as_deref() {
+            None => Ok(TokenField::default()),
+            Some(f) => TokenField::parse(f).ok_or_else(|| {
+                self.error(format!(
+                    "`max_tokens_field` must be \"max_tokens\" or \"max_completion_tokens\", not \"{f}\""
+                ))
+            }),
+        }
     }
 
     pub fn required(&self, key: &str, value: &Option<String>) -> Result<String, ConfigError> {
@@ -176,6 +228,15 @@ pub const fn secs(first: u64, gap: u64, total: u64) -> Deadlines {
         gap: Some(Duration::from_secs(gap)),
         total: Some(Duration::from_secs(total)),
     }
+}
+
+/// The generation keys, for the kinds that send a conversation (`keys_generating`).
+#[derive(Deserialize)]
+struct GenerationKeys {
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+    max_history_messages: Option<usize>,
+    max_history_chars: Option<usize>,
 }
 
 /// The field names of struct `T`, as its `Deserialize` asks for them.

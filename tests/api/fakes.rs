@@ -43,3 +43,14 @@ pub fn nlp_entry(addr: SocketAddr, secret: &str) -> ProviderConfig {
         ..Default::default()
     }
 }
+
+/// The `content` of the last message of an OpenAI-format request body (the user's new
+/// message): what the fakes decide their answer by.
+pub fn last_content(body: &serde_json::Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string()
+}

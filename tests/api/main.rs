@@ -8,6 +8,7 @@
 mod child_output;
 mod fakes;
 mod helpers;
+mod llama;
 #[path = "../support/postgres.rs"]
 mod postgres;
 mod process;
@@ -26,8 +27,11 @@ mod pages;
 mod postgres_outage;
 mod provider_background;
 mod provider_config;
+mod provider_llmock;
 mod provider_openai;
 mod provider_webhook;
+mod provider_wire;
+mod real_model;
 mod signed_delivery;
 mod signing;
 mod streaming;

@@ -51,7 +51,11 @@ fn response(id: &str, status: &str, text: Option<&str>) -> Value {
     };
     json!({
         "id": id, "object": "response", "created_at": 1, "model": "fake-model",
-        "status": status, "background": true, "output": output, "error": error
+        "status": status, "background": true, "output": output, "error": error,
+        // As servers other than OpenAI send it: no `input_tokens_details` and
+        // `output_tokens_details`, which a strict reading of the schema requires.
+        "usage": {"input_tokens": 5, "output_tokens": 4, "total_tokens": 9},
+        "a_field_from_the_future": {"x": 1}
     })
 }
 

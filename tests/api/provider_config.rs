@@ -124,6 +124,55 @@ async fn wrong_entries_stop_start_up_naming_entry_and_key() {
             "provider `off2`: `first_delta_timeout_secs` must be at least 1",
         ),
         (
+            ProviderConfig {
+                model: Some("m".into()),
+                temperature: Some(3.0),
+                ..entry("gpt", "openai")
+            },
+            "provider `gpt`: `temperature` must be between 0 and 2",
+        ),
+        (
+            ProviderConfig {
+                model: Some("m".into()),
+                max_tokens: Some(0),
+                ..entry("gpt", "openai")
+            },
+            "provider `gpt`: `max_tokens` must be at least 1",
+        ),
+        (
+            ProviderConfig {
+                model: Some("m".into()),
+                max_history_chars: Some(0),
+                ..entry("gpt", "openai")
+            },
+            "provider `gpt`: `max_history_chars` must be at least 1",
+        ),
+        (
+            ProviderConfig {
+                model: Some("m".into()),
+                max_tokens_field: Some("tokens".into()),
+                ..entry("gpt", "openai")
+            },
+            "provider `gpt`: `max_tokens_field` must be \"max_tokens\" or \"max_completion_tokens\"",
+        ),
+        (
+            {
+                let mut e = entry("hook", "webhook");
+                url(&mut e);
+                e.webhook_secret = Some(SECRET.into());
+                e.max_tokens_field = Some("max_tokens".into());
+                e
+            },
+            "provider `hook`: `max_tokens_field` is not used by kind `webhook`",
+        ),
+        (
+            ProviderConfig {
+                max_tokens: Some(10),
+                ..entry("off2", "offline")
+            },
+            "provider `off2`: `max_tokens` is not used by kind `offline`",
+        ),
+        (
             entry("x", "telepathy"),
             "provider `x`: unknown `kind` \"telepathy\"",
         ),

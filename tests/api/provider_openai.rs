@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::fakes::spawn_app_with_fake;
+use crate::fakes::{last_content, spawn_app_with_fake};
 use crate::helpers::*;
 
 #[derive(Default)]
@@ -72,12 +72,7 @@ async fn completions(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> 
         r.push(body.clone());
         r.len()
     };
-    let last = body["messages"]
-        .as_array()
-        .and_then(|m| m.last())
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or("")
-        .to_string();
+    let last = last_content(&body);
     let api_error = |status: StatusCode, message: &str| {
         (
             status,

@@ -19,18 +19,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_openai::Client;
-use async_openai::config::OpenAIConfig;
 use async_openai::types::responses::{
-    CreateResponse, EasyInputContent, EasyInputMessage, InputItem, InputParam, Response,
-    Role as InputRole, Status,
+    CreateResponse, EasyInputContent, EasyInputMessage, InputItem, InputParam, Role as InputRole,
 };
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use super::errors::describe;
+use super::upstream::Upstream;
+use super::wire::{ResponseObject, ResponseStatus};
 use crate::chat::Role;
 use crate::providers::callback::{OpenAiEvent, OpenAiEventKind};
+use crate::providers::generation::Generation;
 use crate::providers::job::{
     CALLBACK_QUEUE, CallbackHandler, callback_stream, spawn_job, word_deltas,
 };
@@ -45,6 +44,8 @@ use crate::signature::Secret;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Retrievals after a webhook (the response may not be readable at once).
 const RETRIEVE_ATTEMPTS: u32 = 3;
+/// A retrieval is not retried after a `Retry-After` longer than this.
+const RETRIEVE_MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// What an `openai-background` provider is built from (checked by the registry).
 pub struct BackgroundSettings {
@@ -54,42 +55,46 @@ pub struct BackgroundSettings {
     pub model: String,
     pub system_prompt: Option<String>,
     pub webhook_secret: Secret,
+    /// `max_tokens` is sent as `max_output_tokens`; the token field choice does not apply.
+    pub generation: Generation,
 }
 
 pub struct OpenAiBackground {
     info: ProviderInfo,
-    base_url: String,
-    model: String,
     system_prompt: Option<String>,
+    generation: Generation,
     endpoint: CallbackEndpoint,
-    client: Client<OpenAIConfig>,
+    upstream: Upstream,
     jobs: Arc<Jobs>,
 }
 
 impl OpenAiBackground {
     pub fn new(settings: BackgroundSettings, jobs: Arc<Jobs>) -> Result<Self, String> {
-        let client = super::client(
+        let upstream = Upstream::new(
+            &settings.info.name,
             &settings.base_url,
             settings.api_key.as_deref(),
+            &settings.model,
             Some(REQUEST_TIMEOUT),
         )?;
         Ok(OpenAiBackground {
             info: settings.info,
-            base_url: settings.base_url,
-            model: settings.model,
             system_prompt: settings.system_prompt,
+            generation: settings.generation,
             endpoint: CallbackEndpoint {
                 route: CallbackRoute::OpenAi,
                 secret: settings.webhook_secret,
             },
-            client,
+            upstream,
             jobs,
         })
     }
 
     fn create_request(&self, request: &ReplyRequest) -> CreateResponse {
-        let items = request
+        let items = self
+            .generation
             .history
+            .trim(&request.history)
             .iter()
             .map(|t| {
                 InputItem::EasyMessage(EasyInputMessage {
@@ -103,7 +108,7 @@ impl OpenAiBackground {
             })
             .collect();
         CreateResponse {
-            model: Some(self.model.clone()),
+            model: Some(self.upstream.model().to_string()),
             input: InputParam::Items(items),
             instructions: self.system_prompt.clone(),
             background: Some(true),
@@ -114,6 +119,8 @@ impl OpenAiBackground {
                 "chatwire_reply_id".to_string(),
                 request.reply_id.clone(),
             )])),
+            max_output_tokens: self.generation.max_tokens,
+            temperature: self.generation.temperature,
             ..Default::default()
         }
     }
@@ -137,12 +144,7 @@ impl Provider for OpenAiBackground {
         let (tx, rx) = mpsc::channel(CALLBACK_QUEUE);
         let name = self.info.name.clone();
         let submit = {
-            let (client, jobs, base_url, tx) = (
-                self.client.clone(),
-                self.jobs.clone(),
-                self.base_url.clone(),
-                tx.clone(),
-            );
+            let (upstream, jobs, tx) = (self.upstream.clone(), self.jobs.clone(), tx.clone());
             async move {
                 jobs.reserve(&name, &owner).await.map_err(|e| match e {
                     JobError::Duplicate => "a background response was already created for \
@@ -150,12 +152,12 @@ impl Provider for OpenAiBackground {
                         .to_string(),
                     JobError::Storage(e) => format!("cannot record the job: {e}"),
                 })?;
-                let created = client.responses().create(body).await.map_err(|e| {
-                    format!(
-                        "could not create the background response: {}",
-                        describe(&e, &base_url).message
-                    )
-                })?;
+                let created: ResponseObject = upstream
+                    .json(upstream.post("/responses").json(&body))
+                    .await
+                    .map_err(|e| {
+                        format!("could not create the background response: {}", e.message)
+                    })?;
                 let early = jobs
                     .assign(&name, &owner.reply_id, &created.id)
                     .await
@@ -168,14 +170,13 @@ impl Provider for OpenAiBackground {
             }
         };
         let cancel = {
-            let client = self.client.clone();
+            let upstream = self.upstream.clone();
             move |id: String| async move {
-                client
-                    .responses()
-                    .cancel(&id)
+                upstream
+                    .send(upstream.post(&format!("/responses/{id}/cancel")))
                     .await
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.message)
             }
         };
         let (submitted, guard) = spawn_job(
@@ -186,8 +187,7 @@ impl Provider for OpenAiBackground {
             cancel,
         );
         let handler = Handler {
-            client: self.client.clone(),
-            base_url: self.base_url.clone(),
+            upstream: self.upstream.clone(),
             finished: false,
         };
         Reply::with_callbacks(callback_stream(submitted, rx, guard, handler), tx)
@@ -195,23 +195,32 @@ impl Provider for OpenAiBackground {
 }
 
 struct Handler {
-    client: Client<OpenAIConfig>,
-    base_url: String,
+    upstream: Upstream,
     finished: bool,
 }
 
 impl Handler {
-    /// The response, once it is in a final state (a few tries: the webhook may overtake it).
-    async fn retrieve(&self, id: &str) -> Result<Response, String> {
+    /// The response, once it is in a final state (a few tries: the webhook may overtake
+    /// it). A 429 or 503 is retried no sooner than its `Retry-After`, and not past a cap.
+    async fn retrieve(&self, id: &str) -> Result<ResponseObject, String> {
+        let mut wait = Duration::ZERO;
         let mut last = String::new();
         for attempt in 0..RETRIEVE_ATTEMPTS {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(300) * attempt).await;
+                tokio::time::sleep(wait.max(Duration::from_millis(300) * attempt)).await;
             }
-            match self.client.responses().retrieve(id).await {
-                Ok(r) if !matches!(r.status, Status::Queued | Status::InProgress) => return Ok(r),
+            wait = Duration::ZERO;
+            let req = self.upstream.get(&format!("/responses/{id}"));
+            match self.upstream.json::<ResponseObject>(req).await {
+                Ok(r) if r.status() != ResponseStatus::Running => return Ok(r),
                 Ok(_) => last = "the response is still in progress".into(),
-                Err(e) => last = describe(&e, &self.base_url).message,
+                Err(e) => {
+                    last = e.message;
+                    wait = e.after.unwrap_or_default();
+                    if !e.retryable || wait > RETRIEVE_MAX_WAIT {
+                        break;
+                    }
+                }
             }
         }
         Err(format!("cannot retrieve the finished response: {last}"))
@@ -229,24 +238,34 @@ impl Handler {
             Ok(r) => r,
             Err(e) => return vec![ReplyEvent::Failed(e)],
         };
-        let text = response.output_text().unwrap_or_default();
+        let text = response.output_text();
         let mut out: Vec<ReplyEvent> = word_deltas(&text).collect();
-        out.push(match (event.kind, response.status) {
-            (OpenAiEventKind::Completed, Status::Completed) => ReplyEvent::Completed,
-            (_, Status::Incomplete) | (OpenAiEventKind::Incomplete, _) => {
+        out.push(match (event.kind, response.status()) {
+            (OpenAiEventKind::Completed, ResponseStatus::Completed) => ReplyEvent::Completed,
+            (_, ResponseStatus::Incomplete) | (OpenAiEventKind::Incomplete, _) => {
                 let reason = response
                     .incomplete_details
-                    .map(|d| d.reason)
+                    .and_then(|d| d.reason)
                     .unwrap_or_else(|| "no reason given".into());
-                ReplyEvent::Failed(format!("the background response is incomplete ({reason})"))
+                if reason == "max_output_tokens" {
+                    ReplyEvent::Failed(
+                        "the reply was cut off: it reached the token limit (the provider's \
+                         `max_tokens`; raise it to allow longer replies)"
+                            .into(),
+                    )
+                } else {
+                    ReplyEvent::Failed(format!("the background response is incomplete ({reason})"))
+                }
             }
-            (_, Status::Cancelled) => {
+            (_, ResponseStatus::Cancelled) => {
                 ReplyEvent::Failed("the background response was cancelled at the provider".into())
             }
             _ => {
                 let why = response
                     .error
-                    .map(|e| e.message)
+                    .as_ref()
+                    .and_then(super::errors::ApiError::from_value)
+                    .map(|e| e.message.chars().take(200).collect::<String>())
                     .unwrap_or_else(|| "no details".into());
                 ReplyEvent::Failed(format!("the background response failed: {why}"))
             }

@@ -9,11 +9,16 @@ use crate::signature::{Secret, now_secs};
 /// How long one signed request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A `Retry-After` longer than this is not waited for: the POST fails instead.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// Why a signed POST failed; `retryable` when another try may succeed (no answer, 5xx, 429).
 #[derive(Debug, Clone)]
 pub struct PostError {
     pub message: String,
     pub retryable: bool,
+    /// The answer's `Retry-After`, if it had one.
+    pub retry_after: Option<Duration>,
 }
 
 /// An HTTP client for signed requests: bounded connect and request times.
@@ -53,21 +58,26 @@ async fn post_signed_as(
     let resp = req.body(body).send().await.map_err(|e| PostError {
         message: format!("cannot reach {url}: {}", without_url(&e)),
         retryable: true,
+        retry_after: None,
     })?;
     let status = resp.status();
     if status.is_success() {
         // The answer's body is a courtesy; a cut-off one does not undo the delivery.
         return Ok(resp.bytes().await.unwrap_or_default());
     }
+    let retry_after = crate::providers::retry_after::retry_after(resp.headers());
     let text = resp.text().await.unwrap_or_default();
     let text: String = text.chars().take(200).collect();
     Err(PostError {
         message: format!("{url} answered {status}: {text}"),
         retryable: status.is_server_error() || status.as_u16() == 429,
+        retry_after,
     })
 }
 
-/// POSTs with up to `retries` more tries for retryable failures, `backoff` apart (doubling).
+/// POSTs with up to `retries` more tries for retryable failures, `backoff` apart (doubling),
+/// and never sooner than a `Retry-After` asks; one longer than [`MAX_RETRY_AFTER`] ends
+/// the tries.
 pub async fn post_signed_retrying(
     http: &reqwest::Client,
     secret: &Secret,
@@ -81,8 +91,13 @@ pub async fn post_signed_retrying(
     let mut attempt = 0;
     loop {
         match post_signed_as(http, secret, url, &id, body.clone()).await {
-            Err(e) if e.retryable && attempt < retries => {
-                tokio::time::sleep(backoff * 2u32.pow(attempt.min(8))).await;
+            Err(e)
+                if e.retryable
+                    && attempt < retries
+                    && e.retry_after.is_none_or(|d| d <= MAX_RETRY_AFTER) =>
+            {
+                let pause = backoff * 2u32.pow(attempt.min(8));
+                tokio::time::sleep(pause.max(e.retry_after.unwrap_or_default())).await;
                 attempt += 1;
             }
             other => return other,

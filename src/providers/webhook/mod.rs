@@ -17,6 +17,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
+use super::generation::Generation;
 use super::job::{CALLBACK_QUEUE, CallbackHandler, callback_stream, spawn_job};
 use super::protocol::{JobRequest, ServiceMessage, WireTurn};
 use super::{
@@ -36,6 +37,8 @@ pub struct WebhookSettings {
     pub system_prompt: Option<String>,
     pub model: Option<String>,
     pub retries: u32,
+    /// History limits apply here; `max_tokens` and `temperature` travel in the job.
+    pub generation: Generation,
 }
 
 pub struct WebhookProvider {
@@ -99,16 +102,20 @@ impl Provider for WebhookProvider {
         let job = ServiceMessage::Submit(JobRequest {
             job_id: job_id.clone(),
             callback_url: settings.callback_url.clone(),
-            messages: request
+            messages: settings
+                .generation
                 .history
-                .into_iter()
+                .trim(&request.history)
+                .iter()
                 .map(|t| WireTurn {
                     role: t.role.as_str().to_string(),
-                    text: t.text,
+                    text: t.text.clone(),
                 })
                 .collect(),
             system_prompt: settings.system_prompt.clone(),
             model: settings.model.clone(),
+            max_tokens: settings.generation.max_tokens,
+            temperature: settings.generation.temperature,
         });
         let (tx, rx) = mpsc::channel(CALLBACK_QUEUE);
         let (jobs, http) = (self.jobs.clone(), self.http.clone());
