@@ -160,6 +160,11 @@ impl Actor {
                 });
                 if checkpoint_due {
                     self.checkpoint();
+                    // A provider that is always ready (the offline bot at full speed)
+                    // never lets the loop reach its shutdown branch: look once a second.
+                    if self.life.shutdown.is_cancelled() {
+                        self.interrupt(None).await;
+                    }
                 }
             }
             Some(ReplyEvent::Completed) => self.end_and_go_on(Status::Complete, None).await,
