@@ -16,7 +16,7 @@ import { freePort } from '../lib/server.mjs';
 
 const SERVER = process.env.CHATWIRE_LLAMA_SERVER;
 const MODEL = process.env.CHATWIRE_LLM_MODEL;
-const inCi = /^(1|true|yes)$/i.test(process.env.CI || '');
+const inCi = /^(1|true|yes)$/i.test(process.env.CHATWIRE_REAL_LLM || '');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** llama-server on a free port (another port if the bind fails), once /health is 200. */
