@@ -100,6 +100,45 @@ pub struct Args {
     /// `https://chat.example.com`); default: `http://` and the address it listens on.
     #[arg(long, env = "CHATWIRE_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    /// Seconds a connection may take to send a complete request head (and may sit idle
+    /// between requests); then it is closed. Also bounds a request body that stalls.
+    #[arg(long, env = "CHATWIRE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Open connections from one client address at once (0 = no limit); beyond it a new
+    /// connection gets 429 and is closed.
+    #[arg(long, env = "CHATWIRE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: usize,
+
+    /// Open connections in all (0 = no limit); beyond it a new connection gets 503 and is closed.
+    #[arg(long, env = "CHATWIRE_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+
+    /// Open event streams and WebSockets one client address may hold at once, over all
+    /// conversations (0 = no limit; 429 beyond it), so one client cannot pin every
+    /// conversation in memory.
+    #[arg(long, env = "CHATWIRE_MAX_STREAMS_PER_ADDRESS", default_value_t = 128)]
+    pub max_streams_per_address: usize,
+
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` header names the client
+    /// (comma-separated CIDRs, e.g. `10.0.0.0/8,127.0.0.1/32`). Without it the peer address
+    /// is the client and those headers are ignored.
+    #[arg(long, env = "CHATWIRE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// Host names (or host:port) accepted in the `Host` header besides the public URL's
+    /// host, the listen address and, when bound to loopback, localhost (421 otherwise).
+    #[arg(long, env = "CHATWIRE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Longest a reply may run, in seconds; past it the reply ends with `reply.failed`.
+    #[arg(long, env = "CHATWIRE_MAX_REPLY_SECS", default_value_t = 600)]
+    pub max_reply_secs: u64,
+
+    /// Largest reply text, in bytes; past it the reply ends with `reply.failed`.
+    #[arg(long, env = "CHATWIRE_MAX_REPLY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_reply_bytes: usize,
 }
 
 #[cfg(test)]
