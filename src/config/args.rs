@@ -108,7 +108,11 @@ pub struct Args {
 
     /// Open connections from one client address at once (0 = no limit); beyond it a new
     /// connection gets 429 and is closed.
-    #[arg(long, env = "CHATWIRE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    #[arg(
+        long,
+        env = "CHATWIRE_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
     pub max_connections_per_address: usize,
 
     /// Open connections in all (0 = no limit); beyond it a new connection gets 503 and is closed.

@@ -81,11 +81,7 @@ impl Cidr {
 
 fn masked(bits: u128, width: u32, prefix: u8) -> u128 {
     let keep = u32::from(prefix).min(width);
-    if keep == 0 {
-        0
-    } else {
-        bits >> (width - keep)
-    }
+    if keep == 0 { 0 } else { bits >> (width - keep) }
 }
 
 #[cfg(test)]
@@ -102,7 +98,11 @@ mod tests {
         let one = Cidr::parse("127.0.0.1").unwrap();
         assert!(one.contains("127.0.0.1".parse().unwrap()));
         assert!(!one.contains("127.0.0.2".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
         let v6 = Cidr::parse("fd00::/8").unwrap();
         assert!(v6.contains("fd12::1".parse().unwrap()));
         for bad in ["10.0.0.0/33", "nope", "10.0.0.0/x", "::/129"] {

@@ -29,7 +29,12 @@ pub async fn read_bytes(req: Request, state: &AppState, what: &str) -> Result<By
 fn is_json(headers: &HeaderMap) -> Option<bool> {
     let value = headers.get(header::CONTENT_TYPE)?;
     let mime = value.to_str().ok().unwrap_or("");
-    let essence = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     Some(essence == "application/json" || essence.ends_with("+json"))
 }
 

@@ -115,7 +115,9 @@ mod tests {
         assert_eq!(caps.held_by(a), 1);
         let _a3 = caps.take(Some(a)).unwrap();
         let unlimited = Caps::new(0, 0);
-        let many: Vec<_> = (0..1000).map(|_| unlimited.take(Some(a)).unwrap()).collect();
+        let many: Vec<_> = (0..1000)
+            .map(|_| unlimited.take(Some(a)).unwrap())
+            .collect();
         assert_eq!(unlimited.held_by(a), many.len());
         drop(many);
         assert_eq!(unlimited.held_by(a), 0);

@@ -75,7 +75,9 @@ impl AppError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             AppError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
-            AppError::MisdirectedRequest => (StatusCode::MISDIRECTED_REQUEST, "misdirected_request"),
+            AppError::MisdirectedRequest => {
+                (StatusCode::MISDIRECTED_REQUEST, "misdirected_request")
+            }
             AppError::TooManyStreams => (StatusCode::TOO_MANY_REQUESTS, "too_many_streams"),
             AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),

@@ -91,7 +91,13 @@ mod tests {
     #[test]
     fn only_our_own_names_pass() {
         let mut c = Config::for_tests();
-        for ok in ["127.0.0.1:3000", "localhost:1", "[::1]:8080", "LOCALHOST", "127.0.0.1"] {
+        for ok in [
+            "127.0.0.1:3000",
+            "localhost:1",
+            "[::1]:8080",
+            "LOCALHOST",
+            "127.0.0.1",
+        ] {
             assert!(allowed(&c, ok), "{ok}");
         }
         for bad in ["evil.example:3000", "evil.example", "10.0.0.1:3000", ""] {

@@ -159,7 +159,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limit::per_client,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), client::resolve))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            client::resolve,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), shutdown_gate))
         .layer(middleware::from_fn_with_state(state.clone(), hosts::check))
         .layer(SetResponseHeaderLayer::if_not_present(

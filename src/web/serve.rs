@@ -62,7 +62,10 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
-        let exempt = network.trusted_proxies.iter().any(|c| c.contains(peer.ip()));
+        let exempt = network
+            .trusted_proxies
+            .iter()
+            .any(|c| c.contains(peer.ip()));
         let place = match caps.take((!exempt).then(|| peer.ip().to_canonical())) {
             Ok(place) => place,
             Err(refused) => {

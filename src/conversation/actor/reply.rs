@@ -117,6 +117,7 @@ impl Actor {
             checkpointed_len: 0,
             next_checkpoint: Instant::now() + CHECKPOINT_EVERY,
             awaiting_first: Some(received),
+            deadline: self.reply_caps.deadline(),
         });
         self.presence.set_bot(BotState::Thinking);
         reply_id
@@ -151,13 +152,21 @@ impl Actor {
                 if let Some(received) = active.awaiting_first.take() {
                     self.metrics.time_to_first_token(received.elapsed());
                 }
-                self.metrics.delta_published();
-                self.presence.set_bot(BotState::Streaming);
-                self.messages[index].text.push_str(&text);
-                self.events.publish(Event::ReplyDelta {
-                    reply_id: &reply_id,
-                    text: &text,
-                });
+                let (text, over) = self.reply_caps.fit(self.messages[index].text.len(), &text);
+                if !text.is_empty() {
+                    self.metrics.delta_published();
+                    self.presence.set_bot(BotState::Streaming);
+                    self.messages[index].text.push_str(text);
+                    self.events.publish(Event::ReplyDelta {
+                        reply_id: &reply_id,
+                        text,
+                    });
+                }
+                if over {
+                    let error = self.reply_caps.too_large();
+                    self.end_and_go_on(Status::Failed, Some(error)).await;
+                    return;
+                }
                 if checkpoint_due {
                     self.checkpoint();
                     // A provider that is always ready (the offline bot at full speed)

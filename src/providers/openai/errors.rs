@@ -63,19 +63,7 @@ pub struct Context<'a> {
     pub url: &'a str,
 }
 
-/// `url` as it may be shown: no user-info, no query string, no fragment.
-pub fn shown_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            u.as_str().trim_end_matches('/').to_string()
-        }
-        Err(_) => "(the configured base_url)".into(),
-    }
-}
+pub use crate::providers::redact::shown_url;
 
 fn clip(text: &str) -> String {
     let t: String = text.trim().chars().take(200).collect();
