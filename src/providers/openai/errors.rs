@@ -1,10 +1,11 @@
 //! What went wrong with a request to an OpenAI-format server, told so that a person can act
 //! on it, and whether another attempt may cure it (and how soon: `Retry-After`).
 //!
-//! The messages reach `reply.failed`, so they never carry the API key, the URL's user-info
-//! or query string, or the upstream body as such: only our own words, the status, and for
-//! the cases we cannot name the provider's own short `error.message` (clipped). A 401's
-//! upstream message is dropped entirely (OpenAI's repeats part of the key).
+//! The messages reach `reply.failed` and the log, so they never carry the API key, the
+//! URL's user-info or query string, or any upstream text: only our own words, the status,
+//! and for the cases we cannot name the error's `type` and `code` (identifier-like words
+//! only, see [`ApiError::shown`]). The upstream `error.message` is read to tell cases
+//! apart, never shown: it can echo the key (OpenAI's 401 does) or the prompt.
 
 use std::time::Duration;
 
@@ -103,6 +104,25 @@ impl ApiError {
         })
     }
 
+    /// What may be shown of it: its `type` and `code`, each only if it looks like an
+    /// identifier (`server_error`, `rate_limit_exceeded`, `429`), else "no details".
+    pub fn shown(&self) -> String {
+        let words: Vec<&str> = self
+            .kind
+            .split_whitespace()
+            .filter(|w| {
+                w.len() <= 64
+                    && w.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            })
+            .collect();
+        if words.is_empty() {
+            "no details".into()
+        } else {
+            words.join(", ")
+        }
+    }
+
     pub fn from_body(body: &[u8]) -> Option<Self> {
         Self::from_value(&serde_json::from_slice(body).ok()?)
     }
@@ -133,8 +153,8 @@ pub fn from_status(status: StatusCode, headers: &HeaderMap, body: &[u8], cx: &Co
     let api = ApiError::from_body(body);
     let detail = api
         .as_ref()
-        .map(|e| clip(&e.message))
-        .unwrap_or_else(|| "(no details)".into());
+        .map(ApiError::shown)
+        .unwrap_or_else(|| "no details".into());
     let after = retry_after(headers);
     let code = status.as_u16();
     let (provider, model) = (cx.provider, cx.model);
@@ -168,13 +188,13 @@ pub fn from_status(status: StatusCode, headers: &HeaderMap, body: &[u8], cx: &Co
                 .as_ref()
                 .is_some_and(|e| e.kind.contains("insufficient_quota"));
             Failure {
-                message: format!("the provider is rate limiting requests (HTTP 429): {detail}"),
+                message: format!("the provider is rate limiting requests (HTTP 429; {detail})"),
                 retryable: !quota,
                 after,
             }
         }
         500..=599 => Failure {
-            message: format!("the provider failed (HTTP {code}): {detail}"),
+            message: format!("the provider failed (HTTP {code}; {detail})"),
             retryable: true,
             after,
         },
@@ -184,7 +204,7 @@ pub fn from_status(status: StatusCode, headers: &HeaderMap, body: &[u8], cx: &Co
             after,
         },
         _ => Failure::fatal(format!(
-            "the provider refused the request (HTTP {code}): {detail}"
+            "the provider refused the request (HTTP {code}; {detail})"
         )),
     }
 }
@@ -281,10 +301,14 @@ mod tests {
             );
             assert!(!f.retryable);
         }
-        let f = fail(400, r#"{"error":{"message":"temperature must be <= 2"}}"#);
+        let f = fail(
+            400,
+            r#"{"error":{"message":"temperature must be <= 2 (you sent sk-live-123)","type":"invalid_request_error","code":"bad temperature!"}}"#,
+        );
         assert_eq!(
             f.message,
-            "the provider refused the request (HTTP 400): temperature must be <= 2"
+            "the provider refused the request (HTTP 400; invalid_request_error)",
+            "type and code only, never the upstream message"
         );
     }
 
@@ -301,7 +325,8 @@ mod tests {
             br#"{"error":{"message":"slow down"}}"#,
             &CX,
         );
-        assert!(f.retryable && f.message.ends_with("slow down"));
+        assert!(f.retryable && f.message.contains("HTTP 429"));
+        assert!(!f.message.contains("slow down"), "{}", f.message);
         let f = fail(
             429,
             r#"{"error":{"message":"You exceeded your quota","type":"insufficient_quota"}}"#,
