@@ -17,6 +17,7 @@ mod raw_sse;
 mod ws_client;
 
 mod abuse_connections;
+mod abuse_replies;
 mod abuse_requests;
 mod backpressure;
 mod durability;
