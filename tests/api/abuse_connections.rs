@@ -14,7 +14,11 @@ async fn app_with_header_timeout(secs: u64) -> TestApp {
 }
 
 async fn healthy(app: &TestApp) {
-    assert_eq!(app.get("/healthz").await.status(), 200, "server still healthy");
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        200,
+        "server still healthy"
+    );
 }
 
 #[tokio::test]
@@ -29,7 +33,10 @@ async fn a_request_head_that_never_ends_is_closed() {
     );
     // A socket that sends nothing at all is closed the same way.
     let mut silent = Raw::connect(app.addr).await;
-    assert!(silent.closed_within(WAIT).await, "a silent socket is closed");
+    assert!(
+        silent.closed_within(WAIT).await,
+        "a silent socket is closed"
+    );
     healthy(&app).await;
 }
 
@@ -37,7 +44,8 @@ async fn a_request_head_that_never_ends_is_closed() {
 async fn an_idle_keep_alive_socket_is_closed() {
     let app = app_with_header_timeout(1).await;
     let mut raw = Raw::connect(app.addr).await;
-    raw.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+    raw.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await;
     let first = raw.response_within(WAIT).await;
     assert_eq!(status(&first), 200, "{first}");
     // Kept alive for a next request, but not for ever.
@@ -51,13 +59,17 @@ async fn connections_beyond_the_per_address_cap_are_refused() {
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut raw = Raw::connect(app.addr).await;
-        raw.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+        raw.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await;
         assert_eq!(status(&raw.response_within(WAIT).await), 200);
         held.push(raw);
     }
     let mut extra = Raw::connect(app.addr).await;
     // The server answers 429 at once and closes, before reading a byte.
-    assert!(extra.closed_within(WAIT).await, "the fourth connection is closed");
+    assert!(
+        extra.closed_within(WAIT).await,
+        "the fourth connection is closed"
+    );
     let said = String::from_utf8_lossy(&extra.got).into_owned();
     assert!(
         said.is_empty() || status(&said) == 429,
@@ -65,7 +77,9 @@ async fn connections_beyond_the_per_address_cap_are_refused() {
     );
     // The held connections still work; once one closes, there is room again.
     let mut first = held.remove(0);
-    first.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+    first
+        .send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await;
     assert_eq!(status(&first.response_within(WAIT).await), 200);
     drop(first);
     drop(held);

@@ -31,9 +31,16 @@ async fn a_reply_past_its_byte_cap_fails_with_its_text_kept() {
     assert!(end.field("error").contains("50 bytes"), "{end:?}");
     let text = end.field("text").to_string();
     assert_eq!(text, count_text(1000)[..50], "cut at the cap exactly");
-    assert_eq!(joined_deltas(&events, &reply), text, "the text published is kept");
+    assert_eq!(
+        joined_deltas(&events, &reply),
+        text,
+        "the text published is kept"
+    );
     let stored = app.last_message(&conv).await;
-    assert_eq!((stored["status"].as_str(), stored["text"].as_str()), (Some("failed"), Some(text.as_str())));
+    assert_eq!(
+        (stored["status"].as_str(), stored["text"].as_str()),
+        (Some("failed"), Some(text.as_str()))
+    );
     // The conversation goes on.
     app.post_ok(&conv, "/count 3").await;
     let next = sse.events_until(is_reply_end).await;
@@ -160,7 +167,11 @@ webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     assert!(refused.field("error").contains("HTTP 400"), "{refused:?}");
     let redirected = failed_reply(&app, "gpt", "redirect").await;
     assert!(redirected.field("error").contains("307"), "{redirected:?}");
-    assert_eq!(fake.redirected.load(Ordering::SeqCst), 0, "the redirect was followed");
+    assert_eq!(
+        fake.redirected.load(Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
     let nlp = failed_reply(&app, "nlp", "hello").await;
     assert!(nlp.field("error").contains("400"), "{nlp:?}");
     assert_eq!(app.get("/healthz").await.status(), 200);

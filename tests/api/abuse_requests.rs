@@ -12,7 +12,11 @@ use crate::helpers::*;
 use crate::raw_http::{Raw, status};
 
 async fn healthy(app: &TestApp) {
-    assert_eq!(app.get("/healthz").await.status(), 200, "server still healthy");
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        200,
+        "server still healthy"
+    );
 }
 
 async fn code(resp: reqwest::Response) -> (u16, String) {
@@ -35,7 +39,11 @@ async fn json_routes_want_a_json_object_sent_as_json() {
         req.send()
     };
     // What a plain HTML form sends, and no type at all: 415.
-    for ct in [Some("application/x-www-form-urlencoded"), Some("text/plain"), None] {
+    for ct in [
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+        None,
+    ] {
         let resp = post(ct, r#"{"text":"hi"}"#).await.unwrap();
         assert_eq!(
             code(resp).await,
@@ -49,7 +57,11 @@ async fn json_routes_want_a_json_object_sent_as_json() {
         assert_eq!(code(resp).await, (400, "bad_request".into()), "{body}");
     }
     let history = app.get_conv(&conv).await;
-    assert_eq!(history["messages"].as_array().unwrap().len(), 0, "nothing stored");
+    assert_eq!(
+        history["messages"].as_array().unwrap().len(),
+        0,
+        "nothing stored"
+    );
     // The right thing still works (with a charset parameter too).
     let resp = post(Some("application/json; charset=utf-8"), r#"{"text":"hi"}"#)
         .await
@@ -102,24 +114,44 @@ async fn three_claiming(app: &TestApp, clients: [&str; 3]) -> Vec<u16> {
 async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
     // Two requests a minute per client address.
     let untrusted = spawn_app_with(|c| c.limits.requests_per_minute = 2).await;
-    let statuses = three_claiming(&untrusted, ["198.51.100.1", "198.51.100.2", "198.51.100.3"]).await;
-    assert_eq!(statuses, [200, 200, 429], "an untrusted XFF is ignored: one bucket");
+    let statuses =
+        three_claiming(&untrusted, ["198.51.100.1", "198.51.100.2", "198.51.100.3"]).await;
+    assert_eq!(
+        statuses,
+        [200, 200, 429],
+        "an untrusted XFF is ignored: one bucket"
+    );
 
     let behind_proxy = spawn_app_with(|c| {
         c.limits.requests_per_minute = 2;
         c.network.trusted_proxies = vec![Cidr::parse("127.0.0.1/32").unwrap()];
     })
     .await;
-    let statuses =
-        three_claiming(&behind_proxy, ["198.51.100.1", "198.51.100.2", "198.51.100.3"]).await;
-    assert_eq!(statuses, [200, 200, 200], "the proxy's clients each have a bucket");
+    let statuses = three_claiming(
+        &behind_proxy,
+        ["198.51.100.1", "198.51.100.2", "198.51.100.3"],
+    )
+    .await;
+    assert_eq!(
+        statuses,
+        [200, 200, 200],
+        "the proxy's clients each have a bucket"
+    );
     // A client cannot escape by prepending its own entry: the proxy's is the last one.
     let statuses = three_claiming(
         &behind_proxy,
-        ["6.6.6.1, 198.51.100.9", "6.6.6.2, 198.51.100.9", "6.6.6.3, 198.51.100.9"],
+        [
+            "6.6.6.1, 198.51.100.9",
+            "6.6.6.2, 198.51.100.9",
+            "6.6.6.3, 198.51.100.9",
+        ],
     )
     .await;
-    assert_eq!(statuses, [200, 200, 429], "keyed by the entry the proxy added");
+    assert_eq!(
+        statuses,
+        [200, 200, 429],
+        "keyed by the entry the proxy added"
+    );
     healthy(&untrusted).await;
 }
 

@@ -9,6 +9,7 @@ mod conversations;
 mod edits;
 mod fencing;
 mod outage;
+mod reply_parts;
 mod webhooks;
 
 use chatwire::storage::Store;

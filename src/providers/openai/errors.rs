@@ -306,8 +306,7 @@ mod tests {
             r#"{"error":{"message":"temperature must be <= 2 (you sent sk-live-123)","type":"invalid_request_error","code":"bad temperature!"}}"#,
         );
         assert_eq!(
-            f.message,
-            "the provider refused the request (HTTP 400; invalid_request_error)",
+            f.message, "the provider refused the request (HTTP 400; invalid_request_error)",
             "type and code only, never the upstream message"
         );
     }

@@ -33,11 +33,18 @@ pub(super) struct PgStore {
 }
 
 fn migrations() -> sqlx::migrate::Migrator {
-    migrator(vec![migration(
-        1,
-        "init",
-        include_str!("../../../migrations/postgres/0001_init.sql"),
-    )])
+    migrator(vec![
+        migration(
+            1,
+            "init",
+            include_str!("../../../migrations/postgres/0001_init.sql"),
+        ),
+        migration(
+            2,
+            "reply parts",
+            include_str!("../../../migrations/postgres/0002_reply_parts.sql"),
+        ),
+    ])
 }
 
 impl PgStore {

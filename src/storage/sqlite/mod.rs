@@ -41,6 +41,11 @@ fn migrations() -> sqlx::migrate::Migrator {
             "owner epoch",
             include_str!("../../../migrations/sqlite/0003_owner_epoch.sql"),
         ),
+        migration(
+            4,
+            "reply parts",
+            include_str!("../../../migrations/sqlite/0004_reply_parts.sql"),
+        ),
     ])
 }
 
