@@ -166,6 +166,18 @@ mod tests {
             "9",
             "--max-subscribers",
             "3",
+            "--header-timeout-secs",
+            "2",
+            "--max-connections-per-address",
+            "0",
+            "--trusted-proxies",
+            "10.0.0.0/8,::1",
+            "--allowed-hosts",
+            "Chat.Example.com",
+            "--max-reply-secs",
+            "60",
+            "--max-reply-bytes",
+            "1000",
         ])
         .unwrap();
         let c = Config::from_args(args).unwrap();
@@ -174,6 +186,14 @@ mod tests {
         assert_eq!(c.limits.requests_per_minute, 0);
         assert_eq!(c.limits.max_conversations, 9);
         assert_eq!(c.limits.max_subscribers, 3);
+        assert_eq!(c.network.header_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(c.network.max_connections_per_address, 0);
+        assert_eq!(c.network.trusted_proxies.len(), 2);
+        assert_eq!(c.network.allowed_hosts, ["chat.example.com"]);
+        assert_eq!(c.limits.max_reply_duration.as_secs(), 60);
+        assert_eq!(c.limits.max_reply_bytes, 1000);
+        let bad = Args::try_parse_from(["chatwire", "--trusted-proxies", "10.0.0.0/99"]).unwrap();
+        assert!(Config::from_args(bad).is_err(), "a bad CIDR");
         let bad = Args::try_parse_from(["chatwire", "--max-body-bytes", "10"]).unwrap();
         assert!(
             Config::from_args(bad).is_err(),
@@ -188,6 +208,14 @@ mod tests {
             "CHATWIRE_REQUESTS_PER_MINUTE",
             "CHATWIRE_MAX_CONVERSATIONS",
             "CHATWIRE_MAX_SUBSCRIBERS",
+            "CHATWIRE_HEADER_TIMEOUT_SECS",
+            "CHATWIRE_MAX_CONNECTIONS_PER_ADDRESS",
+            "CHATWIRE_MAX_CONNECTIONS",
+            "CHATWIRE_MAX_STREAMS_PER_ADDRESS",
+            "CHATWIRE_TRUSTED_PROXIES",
+            "CHATWIRE_ALLOWED_HOSTS",
+            "CHATWIRE_MAX_REPLY_SECS",
+            "CHATWIRE_MAX_REPLY_BYTES",
         ] {
             assert!(help.contains(env), "{env} in --help");
         }
