@@ -13,14 +13,6 @@ async fn app_with_header_timeout(secs: u64) -> TestApp {
     spawn_app_with(|c| c.network.header_timeout = Duration::from_secs(secs)).await
 }
 
-async fn healthy(app: &TestApp) {
-    assert_eq!(
-        app.get("/healthz").await.status(),
-        200,
-        "server still healthy"
-    );
-}
-
 #[tokio::test]
 async fn a_request_head_that_never_ends_is_closed() {
     let app = app_with_header_timeout(1).await;
@@ -37,7 +29,7 @@ async fn a_request_head_that_never_ends_is_closed() {
         silent.closed_within(WAIT).await,
         "a silent socket is closed"
     );
-    healthy(&app).await;
+    app.assert_healthy().await;
 }
 
 #[tokio::test]
@@ -50,7 +42,7 @@ async fn an_idle_keep_alive_socket_is_closed() {
     assert_eq!(status(&first), 200, "{first}");
     // Kept alive for a next request, but not for ever.
     assert!(raw.closed_within(WAIT).await, "the idle socket is closed");
-    healthy(&app).await;
+    app.assert_healthy().await;
 }
 
 #[tokio::test]
@@ -83,21 +75,15 @@ async fn connections_beyond_the_per_address_cap_are_refused() {
     assert_eq!(status(&first.response_within(WAIT).await), 200);
     drop(first);
     drop(held);
-    let mut again = None;
-    for _ in 0..100 {
+    // Room again once the server has seen the closes.
+    eventually_some("room again after the held sockets closed", || async {
         let mut raw = Raw::connect(app.addr).await;
         raw.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             .await;
-        let r = raw.response_within(WAIT).await;
-        if status(&r) == 200 {
-            again = Some(r);
-            break;
-        }
-        // The server may not have seen the closes yet.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(again.is_some(), "room again after the held sockets closed");
-    healthy(&app).await;
+        (status(&raw.response_within(WAIT).await) == 200).then_some(())
+    })
+    .await;
+    app.assert_healthy().await;
 }
 
 #[tokio::test]
@@ -112,5 +98,5 @@ async fn a_stalled_request_body_ends_the_request() {
     let answer = raw.response_within(WAIT).await;
     assert_eq!(status(&answer), 408, "{answer}");
     assert!(answer.contains("body_timeout"), "{answer}");
-    healthy(&app).await;
+    app.assert_healthy().await;
 }

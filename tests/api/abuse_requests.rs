@@ -11,14 +11,6 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::raw_http::{Raw, status};
 
-async fn healthy(app: &TestApp) {
-    assert_eq!(
-        app.get("/healthz").await.status(),
-        200,
-        "server still healthy"
-    );
-}
-
 async fn code(resp: reqwest::Response) -> (u16, String) {
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
@@ -67,7 +59,7 @@ async fn json_routes_want_a_json_object_sent_as_json() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    healthy(&app).await;
+    app.assert_healthy().await;
 }
 
 #[tokio::test]
@@ -91,7 +83,7 @@ async fn a_foreign_host_is_misdirected() {
             assert!(answer.contains("misdirected_request"), "{answer}");
         }
     }
-    healthy(&app).await;
+    app.assert_healthy().await;
 }
 
 /// Three requests, each claiming another client in `X-Forwarded-For`; their statuses.
@@ -152,7 +144,7 @@ async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
         [200, 200, 429],
         "keyed by the entry the proxy added"
     );
-    healthy(&untrusted).await;
+    untrusted.assert_healthy().await;
 }
 
 #[tokio::test]
@@ -168,21 +160,16 @@ async fn one_address_cannot_hold_more_streams_than_its_share() {
         .unwrap();
     assert_eq!(code(third).await, (429, "too_many_streams".into()));
     drop(first);
-    let mut again = None;
-    for _ in 0..100 {
+    eventually_some("a place again once a stream closed", || async {
         let resp = app
             .conv_request(reqwest::Method::GET, &c, "/events")
             .send()
             .await
             .unwrap();
-        if resp.status() == 200 {
-            again = Some(resp);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(again.is_some(), "a place again once a stream closed");
-    healthy(&app).await;
+        (resp.status() == 200).then_some(resp)
+    })
+    .await;
+    app.assert_healthy().await;
 }
 
 #[tokio::test]
@@ -209,5 +196,5 @@ async fn an_unsigned_webhook_is_refused_before_its_body() {
         assert_eq!(status(&answer), 401, "{present:?}: {answer}");
         assert!(answer.contains("invalid_signature"), "{answer}");
     }
-    healthy(&app).await;
+    app.assert_healthy().await;
 }

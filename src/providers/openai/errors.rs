@@ -81,6 +81,17 @@ pub struct ApiError {
     pub message: String,
     /// `type` and `code` joined, lower case: what the cases are recognised by.
     pub kind: String,
+    /// `type` and `code` as they may be shown (see [`ApiError::shown`]).
+    shown: Vec<String>,
+}
+
+/// An identifier-like value: short, letters, digits and `_-.` only.
+fn identifier(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 impl ApiError {
@@ -90,6 +101,7 @@ impl ApiError {
             return Some(ApiError {
                 message: s.to_string(),
                 kind: String::new(),
+                shown: Vec::new(),
             });
         }
         let message = err.get("message").and_then(Value::as_str)?.to_string();
@@ -98,28 +110,25 @@ impl ApiError {
             Some(Value::Number(n)) => n.to_string(),
             _ => String::new(),
         };
+        let (kind, code) = (text("type"), text("code"));
         Some(ApiError {
             message,
-            kind: format!("{} {}", text("type"), text("code")).to_lowercase(),
+            shown: [&kind, &code]
+                .into_iter()
+                .filter(|t| identifier(t))
+                .cloned()
+                .collect(),
+            kind: format!("{kind} {code}").to_lowercase(),
         })
     }
 
-    /// What may be shown of it: its `type` and `code`, each only if it looks like an
-    /// identifier (`server_error`, `rate_limit_exceeded`, `429`), else "no details".
+    /// What may be shown of it: its `type` and `code`, each only if the whole value looks
+    /// like an identifier (`server_error`, `rate_limit_exceeded`, `429`), else "no details".
     pub fn shown(&self) -> String {
-        let words: Vec<&str> = self
-            .kind
-            .split_whitespace()
-            .filter(|w| {
-                w.len() <= 64
-                    && w.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-            })
-            .collect();
-        if words.is_empty() {
+        if self.shown.is_empty() {
             "no details".into()
         } else {
-            words.join(", ")
+            self.shown.join(", ")
         }
     }
 
