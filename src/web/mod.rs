@@ -108,7 +108,7 @@ impl AppState {
             Some(c) => self
                 .limits
                 .streams
-                .take(Some(c.0))
+                .take(Some(limit::client_key(c.0)))
                 .map(Some)
                 .map_err(|_| AppError::TooManyStreams),
             None => Ok(None),

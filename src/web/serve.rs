@@ -4,8 +4,9 @@
 //! - A request head must be complete within `--header-timeout-secs` (hyper's header read
 //!   timeout, which needs a timer — `axum::serve` runs without one, so it was off); the
 //!   same timer closes a keep-alive socket that sends nothing for as long.
-//! - Connections are capped per client address (`--max-connections-per-address`; a
-//!   trusted proxy's connections count only in the total) and in all
+//! - Connections are capped per client address (`--max-connections-per-address`; an IPv6
+//!   address by its /64, as the rate limit; a trusted proxy's connections count only in
+//!   the total) and in all
 //!   (`--max-connections`): beyond a cap the new socket gets a one-line 429 or 503 and is
 //!   closed, before any of its bytes are read.
 //! - Small buffers per connection: an idle event stream holds one socket for hours.
@@ -28,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::caps::{Caps, Place, Refused};
+use super::limit::client_key;
 use crate::config::Network;
 
 /// The read buffer hyper may grow to per connection (its floor): request heads and JSON
@@ -66,7 +68,7 @@ pub async fn serve(
             .trusted_proxies
             .iter()
             .any(|c| c.contains(peer.ip()));
-        let place = match caps.take((!exempt).then(|| peer.ip().to_canonical())) {
+        let place = match caps.take((!exempt).then(|| client_key(peer.ip()))) {
             Ok(place) => place,
             Err(refused) => {
                 refuse(&tcp, refused);
