@@ -498,9 +498,9 @@ impl ConversationRef {
         }
     }
 
-    /// A verified provider callback for reply `reply_id`. In cluster mode only the owning
-    /// node applies it; forwarding callbacks between nodes is not built yet (a callback
-    /// reaching another node is answered 503, and the provider delivers it again).
+    /// A verified provider callback for reply `reply_id`, applied by the owner's actor: in
+    /// cluster mode a callback that reached another node is forwarded to the owner (or
+    /// this node takes the conversation over when nobody owns it).
     pub async fn callback(
         &self,
         reply_id: String,
@@ -508,10 +508,21 @@ impl ConversationRef {
     ) -> Result<CallbackAck, ActorError> {
         match &self.owner {
             Owner::Local(h) => h.provider_callback(reply_id, callback).await,
-            Owner::Cluster(c) => match c.target().await? {
-                Target::Local(h) => h.provider_callback(reply_id, callback).await,
-                Target::Remote(_) => Err(ActorError::Unreachable),
-            },
+            Owner::Cluster(c) => {
+                let rpc = &c.side.cluster.rpc;
+                c.with_owner(|t| {
+                    let (reply_id, callback) = (reply_id.clone(), callback.clone());
+                    async move {
+                        match t {
+                            Target::Local(h) => h.provider_callback(reply_id, callback).await,
+                            Target::Remote(node) => {
+                                remote::callback(rpc, &node, &c.id, reply_id, callback).await
+                            }
+                        }
+                    }
+                })
+                .await
+            }
         }
     }
 }

@@ -28,7 +28,8 @@ pub struct Node {
 }
 
 impl Node {
-    pub async fn start(name: &str, db: &str, redis: &RedisServer) -> Node {
+    /// A node; `extra` arguments go after the usual ones (e.g. `--config FILE`).
+    pub async fn start_with(name: &str, db: &str, redis: &RedisServer, extra: &[String]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatwire"))
             .args(["--addr", "127.0.0.1:0", "--db", db, "--redis", &redis.url()])
             .args(["--node-id", name, "--lease-ms", &LEASE_MS.to_string()])
@@ -40,6 +41,7 @@ impl Node {
                 "--shutdown-secs",
                 "5",
             ])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -107,12 +109,17 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, &[]).await
+    }
+
+    /// `n` nodes, each started with `extra` arguments too.
+    pub async fn start_with(n: usize, extra: &[String]) -> Cluster {
         let redis = RedisServer::start().await;
         let url = crate::postgres::shared().fresh_db();
         let mut nodes = Vec::new();
         // One after the other: the first creates the schema.
         for i in 0..n {
-            nodes.push(Node::start(&format!("n{i}"), &url, &redis).await);
+            nodes.push(Node::start_with(&format!("n{i}"), &url, &redis, extra).await);
         }
         let lb = round_robin(nodes.iter().map(|n| n.addr).collect()).await;
         let http = reqwest::Client::builder()
