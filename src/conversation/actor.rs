@@ -299,12 +299,13 @@ impl Actor {
         self.life.last_active = Instant::now();
         match cmd {
             Command::Post {
-                text,
+                message,
                 if_busy,
                 received,
                 reply,
             } => {
-                let result = self.post(text, if_busy, received).await;
+                let (text, key) = *message;
+                let result = self.post(text, if_busy, key, received).await;
                 let _ = reply.send(result);
             }
             Command::Regenerate { received, reply } => {

@@ -25,6 +25,8 @@ pub(crate) enum Op {
         id: String,
         text: String,
         if_busy: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     Regenerate {
         id: String,
@@ -242,11 +244,13 @@ pub(crate) async fn post(
     id: &str,
     text: String,
     if_busy: IfBusy,
+    key: Option<String>,
 ) -> Result<Posted, ActorError> {
     let op = Op::Post {
         id: id.into(),
         text,
         if_busy: if_busy_name(if_busy).into(),
+        key,
     };
     let p: WirePosted = call(rpc, node, &op).await?;
     Ok(p.into())
@@ -338,10 +342,12 @@ async fn answer(registry: &Registry, request: &Request) -> Result<Vec<u8>, &'sta
     let op: Op = serde_json::from_slice(&request.body).map_err(|_| "bad_request")?;
     let handle = registry.running(op.conversation()).ok_or("not_owner")?;
     let body = match op {
-        Op::Post { text, if_busy, .. } => {
+        Op::Post {
+            text, if_busy, key, ..
+        } => {
             let if_busy = if_busy.parse().unwrap_or(IfBusy::Interrupt);
             let p = handle
-                .post(text, if_busy)
+                .post(text, if_busy, key)
                 .await
                 .map_err(|e| error_code(&e))?;
             serde_json::to_vec(&WirePosted::from(p))

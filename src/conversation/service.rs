@@ -364,19 +364,25 @@ impl ConversationRef {
 
     /// Posts a user message and starts the bot's reply; while one streams, `if_busy` says
     /// whether it is interrupted, the message queued, or the post refused. Answers once
-    /// the message is stored.
-    pub async fn post(&self, text: String, if_busy: IfBusy) -> Result<Posted, ActorError> {
+    /// the message is stored. A `key` (the request's `Idempotency-Key`) seen before in
+    /// this conversation gets the first answer again, and nothing is stored twice.
+    pub async fn post(
+        &self,
+        text: String,
+        if_busy: IfBusy,
+        key: Option<String>,
+    ) -> Result<Posted, ActorError> {
         match &self.owner {
-            Owner::Local(h) => h.post(text, if_busy).await,
+            Owner::Local(h) => h.post(text, if_busy, key).await,
             Owner::Cluster(c) => {
                 let rpc = &c.side.cluster.rpc;
                 c.with_owner(|t| {
-                    let text = text.clone();
+                    let (text, key) = (text.clone(), key.clone());
                     async move {
                         match t {
-                            Target::Local(h) => h.post(text, if_busy).await,
+                            Target::Local(h) => h.post(text, if_busy, key).await,
                             Target::Remote(node) => {
-                                remote::post(rpc, &node, &c.id, text, if_busy).await
+                                remote::post(rpc, &node, &c.id, text, if_busy, key).await
                             }
                         }
                     }
