@@ -22,6 +22,7 @@ mod sse;
 
 mod balancers;
 mod faults;
+mod idempotency;
 mod presence;
 mod scenarios;
 mod soak;
