@@ -22,6 +22,7 @@ mod sse;
 
 mod balancers;
 mod faults;
+mod health;
 mod idempotency;
 mod presence;
 mod scenarios;

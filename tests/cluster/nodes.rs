@@ -114,12 +114,16 @@ impl Cluster {
 
     /// `n` nodes, each started with `extra` arguments too.
     pub async fn start_with(n: usize, extra: &[String]) -> Cluster {
+        Cluster::start_on(n, &crate::postgres::shared().fresh_db(), extra).await
+    }
+
+    /// `n` nodes on database `url` (e.g. of a PostgreSQL the test stops itself).
+    pub async fn start_on(n: usize, url: &str, extra: &[String]) -> Cluster {
         let redis = RedisServer::start().await;
-        let url = crate::postgres::shared().fresh_db();
         let mut nodes = Vec::new();
         // One after the other: the first creates the schema.
         for i in 0..n {
-            nodes.push(Node::start_with(&format!("n{i}"), &url, &redis, extra).await);
+            nodes.push(Node::start_with(&format!("n{i}"), url, &redis, extra).await);
         }
         let lb = round_robin(nodes.iter().map(|n| n.addr).collect()).await;
         let http = reqwest::Client::builder()
