@@ -41,16 +41,28 @@ async fn healthz_is_503_while_redis_or_postgresql_is_unreachable() {
     let mut acked = Vec::new();
 
     c.redis.kill().await;
-    eventually(NOTICE, "503 without redis", || async { health(&c).await == 503 }).await;
+    eventually(NOTICE, "503 without redis", || async {
+        health(&c).await == 503
+    })
+    .await;
     post_during_outage(&c, &conv, &mut acked).await;
     c.redis.start_again().await;
-    eventually(NOTICE, "200 with redis back", || async { health(&c).await == 200 }).await;
+    eventually(NOTICE, "200 with redis back", || async {
+        health(&c).await == 200
+    })
+    .await;
 
     pg.stop();
-    eventually(NOTICE, "503 without postgresql", || async { health(&c).await == 503 }).await;
+    eventually(NOTICE, "503 without postgresql", || async {
+        health(&c).await == 503
+    })
+    .await;
     post_during_outage(&c, &conv, &mut acked).await;
     pg.start_again();
-    eventually(NOTICE, "200 with postgresql back", || async { health(&c).await == 200 }).await;
+    eventually(NOTICE, "200 with postgresql back", || async {
+        health(&c).await == 200
+    })
+    .await;
 
     // Working again, and whatever was acknowledged during the outages is there.
     eventually(NOTICE, "a post after the outages", || async {
@@ -58,7 +70,10 @@ async fn healthz_is_503_while_redis_or_postgresql_is_unreachable() {
         status == 202
     })
     .await;
-    let history = c.get(&c.nodes[0].url(""), &conv).await.expect("the history");
+    let history = c
+        .get(&c.nodes[0].url(""), &conv)
+        .await
+        .expect("the history");
     for m in &acked {
         let kept = history["messages"]
             .as_array()

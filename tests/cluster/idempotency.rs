@@ -39,7 +39,12 @@ async fn a_key_posted_to_every_node_stores_its_message_once() {
         post_keyed(&c, 1, &conv, "/count 20", "k1"),
         post_keyed(&c, 2, &conv, "/count 20", "k1"),
     );
-    assert_eq!((a.0, b.0, d.0), (202, 202, 202), "{a:?} {b:?} {d:?}\n{}", c.logs());
+    assert_eq!(
+        (a.0, b.0, d.0),
+        (202, 202, 202),
+        "{a:?} {b:?} {d:?}\n{}",
+        c.logs()
+    );
     assert_eq!(a.1, b.1);
     assert_eq!(a.1, d.1);
     let first = a.1;
@@ -52,7 +57,10 @@ async fn a_key_posted_to_every_node_stores_its_message_once() {
     let (status, again) = post_keyed(&c, other, &conv, "/count 20", "k1").await;
     assert_eq!((status, &again), (202, &first), "{}", c.logs());
 
-    let history = c.get(&c.nodes[other].url(""), &conv).await.expect("history");
+    let history = c
+        .get(&c.nodes[other].url(""), &conv)
+        .await
+        .expect("history");
     let messages = history["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 2, "one message and its reply: {history}");
     assert_eq!(messages[0]["id"], first["message_id"]);

@@ -27,4 +27,5 @@ mod idempotency;
 mod presence;
 mod scenarios;
 mod soak;
+mod tls;
 mod webhooks;

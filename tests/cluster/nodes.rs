@@ -30,8 +30,19 @@ pub struct Node {
 impl Node {
     /// A node; `extra` arguments go after the usual ones (e.g. `--config FILE`).
     pub async fn start_with(name: &str, db: &str, redis: &RedisServer, extra: &[String]) -> Node {
+        Node::start_at(name, db, &redis.url(), extra, &[]).await
+    }
+
+    /// A node on Redis at `redis_url`, with `env` set for it.
+    pub async fn start_at(
+        name: &str,
+        db: &str,
+        redis_url: &str,
+        extra: &[String],
+        env: &[(&str, &str)],
+    ) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatwire"))
-            .args(["--addr", "127.0.0.1:0", "--db", db, "--redis", &redis.url()])
+            .args(["--addr", "127.0.0.1:0", "--db", db, "--redis", redis_url])
             .args(["--node-id", name, "--lease-ms", &LEASE_MS.to_string()])
             .args([
                 "--offline-delay-ms",
@@ -42,6 +53,7 @@ impl Node {
                 "5",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

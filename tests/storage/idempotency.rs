@@ -20,7 +20,10 @@ fn keyed(key: &str, m: &Message) -> KeyedPost {
 async fn a_key_is_stored_with_its_message_and_fenced_like_it() {
     for (backend, store) in stores().await {
         for c in ["c1", "c2"] {
-            store.create_conversation(c, "h", "offline", 0).await.unwrap();
+            store
+                .create_conversation(c, "h", "offline", 0)
+                .await
+                .unwrap();
         }
         let old = store.claim("c1").await.unwrap();
         let m = Message::user("hi".into());
@@ -34,7 +37,11 @@ async fn a_key_is_stored_with_its_message_and_fenced_like_it() {
             Some(post),
             "{backend}"
         );
-        assert_eq!(store.find_post("c2", "k1").await.unwrap(), None, "{backend}");
+        assert_eq!(
+            store.find_post("c2", "k1").await.unwrap(),
+            None,
+            "{backend}"
+        );
 
         // A newer claim fences the old epoch: neither the message nor its key is stored.
         let new = store.claim("c1").await.unwrap();
@@ -42,8 +49,15 @@ async fn a_key_is_stored_with_its_message_and_fenced_like_it() {
         let r = store
             .insert_keyed_message("c1", old, 1, &late, &keyed("k2", &late))
             .await;
-        assert!(matches!(r, Err(StoreError::Fenced { .. })), "{backend}: {r:?}");
-        assert_eq!(store.find_post("c1", "k2").await.unwrap(), None, "{backend}");
+        assert!(
+            matches!(r, Err(StoreError::Fenced { .. })),
+            "{backend}: {r:?}"
+        );
+        assert_eq!(
+            store.find_post("c1", "k2").await.unwrap(),
+            None,
+            "{backend}"
+        );
         let got = store.load_conversation("c1").await.unwrap().unwrap();
         assert_eq!(got.messages.len(), 1, "{backend}");
         // The same key twice in one conversation is refused (the actor looks first).
@@ -51,7 +65,10 @@ async fn a_key_is_stored_with_its_message_and_fenced_like_it() {
         let r = store
             .insert_keyed_message("c1", new, 1, &again, &keyed("k1", &again))
             .await;
-        assert!(matches!(r, Err(StoreError::UniqueViolation(_))), "{backend}: {r:?}");
+        assert!(
+            matches!(r, Err(StoreError::UniqueViolation(_))),
+            "{backend}: {r:?}"
+        );
         let got = store.load_conversation("c1").await.unwrap().unwrap();
         assert_eq!(got.messages.len(), 1, "{backend}: nothing of it stored");
     }
@@ -61,7 +78,10 @@ async fn a_key_is_stored_with_its_message_and_fenced_like_it() {
 async fn keys_are_pruned_to_the_newest_and_the_last_day() {
     let ttl = i64::try_from(KEY_TTL.as_millis()).unwrap();
     for (backend, store) in stores().await {
-        store.create_conversation("c1", "h", "offline", 0).await.unwrap();
+        store
+            .create_conversation("c1", "h", "offline", 0)
+            .await
+            .unwrap();
         let epoch = store.claim("c1").await.unwrap();
         let start = 1_000_000_000_000;
         let mut seq = 0;
@@ -84,14 +104,25 @@ async fn keys_are_pruned_to_the_newest_and_the_last_day() {
         for i in 0..KEEP_KEYS + 5 {
             insert(later + i, format!("k{i}")).await;
         }
-        assert_eq!(store.find_post("c1", "old").await.unwrap(), None, "{backend}");
+        assert_eq!(
+            store.find_post("c1", "old").await.unwrap(),
+            None,
+            "{backend}"
+        );
         for i in 0..5 {
             let k = format!("k{i}");
-            assert_eq!(store.find_post("c1", &k).await.unwrap(), None, "{backend} {k}");
+            assert_eq!(
+                store.find_post("c1", &k).await.unwrap(),
+                None,
+                "{backend} {k}"
+            );
         }
         for i in [5, KEEP_KEYS + 4] {
             let k = format!("k{i}");
-            assert!(store.find_post("c1", &k).await.unwrap().is_some(), "{backend} {k}");
+            assert!(
+                store.find_post("c1", &k).await.unwrap().is_some(),
+                "{backend} {k}"
+            );
         }
     }
 }
