@@ -387,6 +387,9 @@ impl Actor {
     /// claimed the conversation). Logged; the actor stops at the end of this turn.
     fn write_failed(&self, what: &str, e: &StoreError) {
         if matches!(e, StoreError::Fenced { .. }) {
+            if let Some(link) = &self.link {
+                link.fenced();
+            }
             tracing::warn!(conversation = %self.id, error = %e, "{what}: no longer the owner; stopping");
         } else {
             tracing::error!(conversation = %self.id, error = %e, "{what}; stopping");

@@ -1,6 +1,7 @@
 //! Faults with real nodes: a clean handoff (SIGTERM), a paused owner (SIGSTOP past its
-//! lease, then SIGCONT), Redis restarted empty mid-reply, pub/sub connections dropped, and
-//! a client posting through the balancer while the owner is killed.
+//! lease, then SIGCONT), Redis restarted empty mid-reply, pub/sub connections dropped,
+//! Redis paused (`CLIENT PAUSE`) mid-reply, and a client posting through the balancer
+//! while the owner is killed.
 
 use std::time::Duration;
 
@@ -67,6 +68,10 @@ async fn a_clean_handoff_keeps_numbering_and_replay_seamless() {
         .await;
     assert_eq!(replay[0].id, from + 1);
     assert!(replay.iter().all(|e| e.event != "sync"));
+    let clean = c
+        .metric(other, "chatwire_lease_takeovers_total{previous=\"clean\"}")
+        .await;
+    assert_eq!(clean, 1, "the next owner counts a clean takeover");
     checker.assert_clean();
 }
 
@@ -130,6 +135,8 @@ async fn a_paused_owner_past_its_lease_cannot_write_when_it_wakes() {
         "{}",
         c.logs()
     );
+    let fenced = c.metric(owner, "chatwire_fenced_writes_total").await;
+    assert!(fenced >= 1, "the stale owner counts its refused writes");
     checker.assert_clean();
 }
 

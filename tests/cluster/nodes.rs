@@ -235,6 +235,19 @@ impl Cluster {
         self.nodes.iter().position(|n| n.name == holder)
     }
 
+    /// The value of sample `sample` (name and labels, as exposed) at node `node`'s
+    /// `/metrics`; 0 when absent.
+    pub async fn metric(&self, node: usize, sample: &str) -> u64 {
+        let Ok(resp) = self.http.get(self.nodes[node].url("/metrics")).send().await else {
+            return 0;
+        };
+        let text = resp.text().await.unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn logs(&self) -> String {
         self.nodes
             .iter()
