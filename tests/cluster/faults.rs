@@ -286,6 +286,7 @@ async fn a_paused_redis_mid_reply_keeps_every_stream_exact() {
         c.logs()
     );
     for s in &mut streams {
+        // Usually `reply.failed` after a `sync` (the owner stopped; the next took over).
         s.until(WAIT, |e| is_end(e) && e.data["reply_id"] == reply)
             .await;
     }
