@@ -6,8 +6,9 @@
 //! ([`Store::insert_keyed_message`]), so a message is never stored without its key nor a
 //! key without its message, and a stale owner writes neither. Keys are kept at least
 //! [`KEY_TTL`] and at most the newest [`KEEP_KEYS`] per conversation (pruned on insert).
-//! `idempotency_queries!(Store, conversations, idempotency)` expands to a backend's methods;
-//! the SQL (`FIND`, `INSERT`, `PRUNE`) stays with its tables.
+//! `idempotency_queries!(Store, idempotency)` expands to a backend's methods (beside
+//! `edit_queries!`, whose fenced transaction and message insert it uses); the SQL
+//! (`FIND`, `INSERT`, `PRUNE`) stays with its tables.
 
 use std::time::Duration;
 
@@ -55,7 +56,7 @@ impl Store {
 }
 
 macro_rules! idempotency_queries {
-    ($store:ident, $conv:ident, $keys:ident) => {
+    ($store:ident, $keys:ident) => {
         impl $store {
             pub(in crate::storage) async fn find_post(
                 &self,
@@ -89,16 +90,7 @@ macro_rules! idempotency_queries {
                 cutoff: i64,
             ) -> Result<(), crate::storage::StoreError> {
                 let mut tx = self.owned_tx(conversation_id, epoch).await?;
-                sqlx::query($conv::INSERT_MESSAGE)
-                    .bind(&m.id)
-                    .bind(conversation_id)
-                    .bind(seq as i64)
-                    .bind(m.role.as_str())
-                    .bind(&m.text)
-                    .bind(m.status.as_str())
-                    .bind(&m.error)
-                    .bind(m.created_at)
-                    .bind(epoch.0)
+                Self::insert_message_query(conversation_id, epoch, seq as i64, m)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query($keys::INSERT)

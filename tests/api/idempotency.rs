@@ -8,15 +8,7 @@ use serde_json::Value;
 use crate::helpers::*;
 
 async fn post_keyed(app: &TestApp, conv: &Conv, text: &str, key: &str) -> (u16, Value) {
-    let resp = app
-        .conv_request(reqwest::Method::POST, conv, "/messages")
-        .header("Idempotency-Key", key)
-        .json(&serde_json::json!({ "text": text }))
-        .send()
-        .await
-        .expect("post");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    app.post_keyed(conv, text, Some(key)).await
 }
 
 fn user_messages(conv: &Value) -> usize {

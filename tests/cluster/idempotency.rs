@@ -8,17 +8,8 @@ use crate::nodes::{Cluster, Conv, WAIT};
 use crate::sse::{Checker, Event};
 
 async fn post_keyed(c: &Cluster, node: usize, conv: &Conv, text: &str, key: &str) -> (u16, Value) {
-    let resp = c
-        .http
-        .post(c.nodes[node].url(&format!("/api/conversations/{}/messages", conv.id)))
-        .bearer_auth(&conv.token)
-        .header("Idempotency-Key", key)
-        .json(&serde_json::json!({ "text": text }))
-        .send()
+    c.post_keyed(&c.nodes[node].url(""), conv, text, Some(key))
         .await
-        .expect("post");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 fn completed(e: &Event) -> bool {

@@ -187,13 +187,25 @@ impl Cluster {
 
     /// POSTs a message at `base` (a node or the balancer): the status and the body.
     pub async fn post(&self, base: &str, conv: &Conv, text: &str) -> (u16, Value) {
-        let resp = self
+        self.post_keyed(base, conv, text, None).await
+    }
+
+    /// [`Cluster::post`] with an `Idempotency-Key`, if given.
+    pub async fn post_keyed(
+        &self,
+        base: &str,
+        conv: &Conv,
+        text: &str,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self
             .http
             .post(format!("{base}/api/conversations/{}/messages", conv.id))
-            .bearer_auth(&conv.token)
-            .json(&serde_json::json!({ "text": text }))
-            .send()
-            .await;
+            .bearer_auth(&conv.token);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        let resp = req.json(&serde_json::json!({ "text": text })).send().await;
         match resp {
             Ok(r) => {
                 let status = r.status().as_u16();

@@ -71,4 +71,4 @@ impl PgStore {
 
 shared_queries!(PgStore, conversations, webhooks);
 edit_queries!(PgStore, conversations, sqlx::Postgres);
-idempotency_queries!(PgStore, conversations, idempotency);
+idempotency_queries!(PgStore, idempotency);

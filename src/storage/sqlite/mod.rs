@@ -91,4 +91,4 @@ impl SqliteStore {
 
 shared_queries!(SqliteStore, conversations, webhooks);
 edit_queries!(SqliteStore, conversations, sqlx::Sqlite);
-idempotency_queries!(SqliteStore, conversations, idempotency);
+idempotency_queries!(SqliteStore, idempotency);
