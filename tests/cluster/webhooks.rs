@@ -118,8 +118,29 @@ async fn a_webhook_reaching_any_node_is_applied_once_by_the_owner() {
     statuses.sort_by_key(|s| s.to_string());
     assert_eq!((x.0, y.0), (200, 200), "{x:?} {y:?}");
     assert_eq!(statuses, vec![json!("accepted"), json!("duplicate")]);
+    // Timed (reported, not asserted): deltas alternately at the owner and at another node.
+    let (mut at_owner, mut forwarded) = (Vec::new(), Vec::new());
+    for seq in 3..43u64 {
+        let body = json!({"type": "job.delta", "job_id": job, "seq": seq, "text": "."});
+        let node = if seq % 2 == 0 { owner } else { a };
+        let started = std::time::Instant::now();
+        let (status, answer) = deliver(&c, node, &format!("t{seq}"), &body).await;
+        assert_eq!((status, &answer["status"]), (200, &json!("accepted")));
+        let took = started.elapsed();
+        if node == owner {
+            at_owner.push(took)
+        } else {
+            forwarded.push(took)
+        }
+    }
+    at_owner.sort();
+    forwarded.sort();
+    eprintln!(
+        "webhook answered, median of 20: at the owner {:?}, at another node (forwarded) {:?}",
+        at_owner[10], forwarded[10]
+    );
     // And the owner itself takes its part as before.
-    let done = json!({"type": "job.completed", "job_id": job, "seq": 3});
+    let done = json!({"type": "job.completed", "job_id": job, "seq": 43});
     let (status, answer) = deliver(&c, owner, "w3", &done).await;
     assert_eq!((status, &answer["status"]), (200, &json!("accepted")));
 
@@ -128,10 +149,11 @@ async fn a_webhook_reaching_any_node_is_applied_once_by_the_owner() {
             e.event == "reply.completed" && e.data["reply_id"] == reply
         })
         .await;
-    assert_eq!(deltas_of(&events, &reply), "one two");
-    assert_eq!(events.last().unwrap().data["text"], "one two");
+    let text = format!("one two{}", ".".repeat(40));
+    assert_eq!(deltas_of(&events, &reply), text);
+    assert_eq!(events.last().unwrap().data["text"], text.as_str());
     // Late: the reply is over, so a callback after it changes nothing, wherever it lands.
-    let late = json!({"type": "job.delta", "job_id": job, "seq": 4, "text": " late"});
+    let late = json!({"type": "job.delta", "job_id": job, "seq": 44, "text": " late"});
     let (status, answer) = deliver(&c, b, "w4", &late).await;
     assert_eq!((status, &answer["status"]), (200, &json!("ignored")));
     let history = c.get(&c.lb_url(""), &conv).await.expect("history");
@@ -144,7 +166,7 @@ async fn a_webhook_reaching_any_node_is_applied_once_by_the_owner() {
         .expect("the reply");
     assert_eq!(
         (&stored["text"], &stored["status"]),
-        (&json!("one two"), &json!("complete"))
+        (&json!(text), &json!("complete"))
     );
     checker.assert_clean();
 }
