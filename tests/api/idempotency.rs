@@ -95,3 +95,32 @@ async fn a_malformed_key_is_a_bad_request() {
     }
     assert_eq!(user_messages(&app.get_conv(&conv).await), 0);
 }
+
+/// A queued post's first answer (no reply yet) is what its retry gets, even after the
+/// queue moved on and the message got its reply.
+#[tokio::test]
+async fn a_queued_posts_retry_gets_the_queued_answer() {
+    let app = spawn_app().await;
+    let conv = app.create().await;
+    let mut sse = app.sse(&conv, None).await;
+    app.post_ok(&conv, "/count 100000").await;
+    sse.events_until(|e| e.kind() == "reply.delta").await;
+    let queued = |key: &'static str| {
+        app.conv_request(reqwest::Method::POST, &conv, "/messages")
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({ "text": "/count 2", "if_busy": "queue" }))
+            .send()
+    };
+    let first = queued("q1").await.expect("post");
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(
+        (&first["queued"], &first["reply_id"]),
+        (&Value::Bool(true), &Value::Null)
+    );
+    sse.reply_end().await;
+    sse.reply_end().await;
+    let again: Value = queued("q1").await.expect("post").json().await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(user_messages(&app.get_conv(&conv).await), 2);
+}
