@@ -24,6 +24,7 @@ mod durability;
 mod echo;
 mod errors;
 mod fencing;
+mod idempotency;
 mod limits;
 mod metrics;
 mod operations;

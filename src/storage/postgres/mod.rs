@@ -10,6 +10,7 @@
 //! for a claim re-reads the row, sees the new epoch and changes nothing.
 
 mod conversations;
+mod idempotency;
 mod webhooks;
 
 use std::str::FromStr;
@@ -19,6 +20,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::edits::edit_queries;
+use super::idempotency::idempotency_queries;
 use super::queries::shared_queries;
 use super::{StoreError, migration, migrator};
 
@@ -43,6 +45,11 @@ fn migrations() -> sqlx::migrate::Migrator {
             2,
             "reply parts",
             include_str!("../../../migrations/postgres/0002_reply_parts.sql"),
+        ),
+        migration(
+            4,
+            "idempotency keys",
+            include_str!("../../../migrations/postgres/0004_idempotency_keys.sql"),
         ),
     ])
 }
@@ -69,3 +76,4 @@ impl PgStore {
 
 shared_queries!(PgStore, conversations, webhooks);
 edit_queries!(PgStore, conversations, sqlx::Postgres);
+idempotency_queries!(PgStore, idempotency);

@@ -6,6 +6,7 @@
 //! one statement (or in one write transaction, begun by touching the conversation row).
 
 mod conversations;
+mod idempotency;
 mod webhooks;
 
 use std::str::FromStr;
@@ -15,6 +16,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::edits::edit_queries;
+use super::idempotency::idempotency_queries;
 use super::queries::shared_queries;
 use super::{StoreError, migration, migrator};
 
@@ -45,6 +47,11 @@ fn migrations() -> sqlx::migrate::Migrator {
             4,
             "reply parts",
             include_str!("../../../migrations/sqlite/0004_reply_parts.sql"),
+        ),
+        migration(
+            6,
+            "idempotency keys",
+            include_str!("../../../migrations/sqlite/0006_idempotency_keys.sql"),
         ),
     ])
 }
@@ -89,3 +96,4 @@ impl SqliteStore {
 
 shared_queries!(SqliteStore, conversations, webhooks);
 edit_queries!(SqliteStore, conversations, sqlx::Sqlite);
+idempotency_queries!(SqliteStore, idempotency);
