@@ -100,6 +100,28 @@ pub struct Args {
     /// `https://chat.example.com`); default: `http://` and the address it listens on.
     #[arg(long, env = "CHATWIRE_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    /// Conversations one owner (a browser session or a JWT's user) may create per minute
+    /// (429 with Retry-After beyond it), beside the per-address limits. 0 = no limit.
+    #[arg(long, env = "CHATWIRE_OWNER_CONVERSATIONS_PER_MINUTE", default_value_t = 20)]
+    pub owner_conversations_per_minute: u32,
+
+    /// Accept JWTs signed with HS256 by the secret in this environment variable (its name,
+    /// not the secret; at least 32 bytes). `Authorization: Bearer JWT` then acts as `sub`.
+    #[arg(long, env = "CHATWIRE_JWT_SECRET_ENV")]
+    pub jwt_secret_env: Option<String>,
+
+    /// Accept JWTs signed by this public key (PEM file; RSA: RS256, EC P-256: ES256).
+    #[arg(long, env = "CHATWIRE_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// When set, a JWT's `iss` must be exactly this.
+    #[arg(long, env = "CHATWIRE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// When set, a JWT's `aud` must contain this.
+    #[arg(long, env = "CHATWIRE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
 }
 
 #[cfg(test)]

@@ -47,6 +47,13 @@ pub(crate) enum Op {
     Join {
         id: String,
     },
+    Rename {
+        id: String,
+        title: String,
+    },
+    Delete {
+        id: String,
+    },
 }
 
 impl Op {
@@ -58,7 +65,9 @@ impl Op {
             | Op::Interrupt { id }
             | Op::Typing { id, .. }
             | Op::Snapshot { id }
-            | Op::Join { id } => id,
+            | Op::Join { id }
+            | Op::Rename { id, .. }
+            | Op::Delete { id } => id,
         }
     }
 }
@@ -338,6 +347,12 @@ async fn answer(registry: &Registry, request: &Request) -> Result<Vec<u8>, &'sta
         Op::Snapshot { .. } => {
             let s = handle.snapshot().await.map_err(|e| error_code(&e))?;
             serde_json::to_vec(&WireSnapshot::from(s))
+        }
+        Op::Rename { title, .. } => {
+            serde_json::to_vec(&handle.rename(title).await.map_err(|e| error_code(&e))?)
+        }
+        Op::Delete { .. } => {
+            serde_json::to_vec(&handle.delete().await.map_err(|e| error_code(&e))?)
         }
         Op::Join { .. } => {
             let p = handle.join().await.map_err(|e| error_code(&e))?;

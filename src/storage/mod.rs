@@ -8,8 +8,9 @@
 //! of operations and never learns which backend runs; [`StoreError`] means the same on both.
 //!
 //! This file opens the database; the operations are grouped as the tables are:
-//! [`conversations`] (conversations, messages, event numbers, the replay window, ownership)
-//! and [`webhooks`] (webhook receipts, provider jobs). Each backend keeps its queries with
+//! [`conversations`] (conversations, messages, event numbers, the replay window, ownership),
+//! [`owners`] (whose a conversation is, the owner's list, titles, renames, deletes, browser
+//! sessions) and [`webhooks`] (webhook receipts, provider jobs). Each backend keeps its queries with
 //! its tables in `sqlite/` and `postgres/` (the Rust that binds and decodes the queries
 //! both have is written once, in `queries`); [`Store`] dispatches to one of them.
 //!
@@ -36,6 +37,7 @@
 mod conversations;
 mod edits;
 mod error;
+mod owners;
 mod postgres;
 mod queries;
 mod sqlite;
@@ -48,6 +50,9 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 pub use conversations::{Epoch, StoredConversation, StoredEvent};
 pub use error::StoreError;
+pub use owners::{
+    Access, DEFAULT_TITLE_CHARS, ListCursor, NewConversation, Summary, default_title,
+};
 
 /// A cloneable handle to the database: one of the two backends.
 #[derive(Debug, Clone)]

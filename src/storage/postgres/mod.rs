@@ -10,6 +10,7 @@
 //! for a claim re-reads the row, sees the new epoch and changes nothing.
 
 mod conversations;
+mod owners;
 mod webhooks;
 
 use std::str::FromStr;
@@ -19,6 +20,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::edits::edit_queries;
+use super::owners::owner_queries;
 use super::queries::shared_queries;
 use super::{StoreError, migration, migrator};
 
@@ -33,11 +35,18 @@ pub(super) struct PgStore {
 }
 
 fn migrations() -> sqlx::migrate::Migrator {
-    migrator(vec![migration(
-        1,
-        "init",
-        include_str!("../../../migrations/postgres/0001_init.sql"),
-    )])
+    migrator(vec![
+        migration(
+            1,
+            "init",
+            include_str!("../../../migrations/postgres/0001_init.sql"),
+        ),
+        migration(
+            3,
+            "owners",
+            include_str!("../../../migrations/postgres/0003_owners.sql"),
+        ),
+    ])
 }
 
 impl PgStore {
@@ -62,3 +71,4 @@ impl PgStore {
 
 shared_queries!(PgStore, conversations, webhooks);
 edit_queries!(PgStore, conversations, sqlx::Postgres);
+owner_queries!(PgStore, owners);

@@ -6,6 +6,7 @@
 //! one statement (or in one write transaction, begun by touching the conversation row).
 
 mod conversations;
+mod owners;
 mod webhooks;
 
 use std::str::FromStr;
@@ -15,6 +16,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::edits::edit_queries;
+use super::owners::owner_queries;
 use super::queries::shared_queries;
 use super::{StoreError, migration, migrator};
 
@@ -40,6 +42,11 @@ fn migrations() -> sqlx::migrate::Migrator {
             3,
             "owner epoch",
             include_str!("../../../migrations/sqlite/0003_owner_epoch.sql"),
+        ),
+        migration(
+            5,
+            "owners",
+            include_str!("../../../migrations/sqlite/0005_owners.sql"),
         ),
     ])
 }
@@ -84,3 +91,4 @@ impl SqliteStore {
 
 shared_queries!(SqliteStore, conversations, webhooks);
 edit_queries!(SqliteStore, conversations, sqlx::Sqlite);
+owner_queries!(SqliteStore, owners);
