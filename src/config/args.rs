@@ -103,7 +103,11 @@ pub struct Args {
 
     /// Conversations one owner (a browser session or a JWT's user) may create per minute
     /// (429 with Retry-After beyond it), beside the per-address limits. 0 = no limit.
-    #[arg(long, env = "CHATWIRE_OWNER_CONVERSATIONS_PER_MINUTE", default_value_t = 20)]
+    #[arg(
+        long,
+        env = "CHATWIRE_OWNER_CONVERSATIONS_PER_MINUTE",
+        default_value_t = 20
+    )]
     pub owner_conversations_per_minute: u32,
 
     /// Accept JWTs signed with HS256 by the secret in this environment variable (its name,

@@ -58,7 +58,10 @@ pub fn default_title(text: &str) -> String {
 
 impl Store {
     /// Creates a conversation (epoch 0: nobody has claimed it yet), owned by `owner`.
-    pub async fn create_owned_conversation(&self, c: NewConversation<'_>) -> Result<(), StoreError> {
+    pub async fn create_owned_conversation(
+        &self,
+        c: NewConversation<'_>,
+    ) -> Result<(), StoreError> {
         dispatch!(self, b => b.create_owned(c).await)
     }
 

@@ -69,11 +69,11 @@ pub async fn create(
             if o.by_cookie {
                 check_origin(&state, &headers)?;
             }
-            owner_rate_limit(&state, &o.owner)?;
             (o.owner, None)
         }
         None => (anonymous_owner(), Some(())),
     };
+    owner_rate_limit(&state, &owner)?;
     let (conv, token) = create_conversation(&state, body.provider.as_deref(), &owner).await?;
     // The session is stored once there is something for it to own.
     let new_session = match new_session {

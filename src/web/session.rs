@@ -55,7 +55,10 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The caller's owner: a verified JWT's (a bad JWT is 401 `invalid_token`), else the
 /// session cookie's; `None` without either (a conversation token names no owner).
-pub async fn owner_of(state: &AppState, headers: &HeaderMap) -> Result<Option<OwnerCred>, AppError> {
+pub async fn owner_of(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<OwnerCred>, AppError> {
     if let Some(token) = bearer(headers) {
         if !jwt::looks_like_jwt(token) {
             return Ok(None);
@@ -134,7 +137,10 @@ pub async fn start_anonymous(state: &AppState, owner: &str) -> Result<HeaderValu
 
 /// `POST /api/session` with `Authorization: Bearer JWT`: 204 and the session cookie for
 /// the JWT's owner, expiring when the JWT does (at the latest).
-pub async fn create(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
     let token = bearer(&headers).ok_or(AppError::Unauthorized)?;
     let v = jwt::verify(state.config.jwt.as_ref(), token)?;
     let exp_ms = i64::try_from(v.exp.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -142,7 +148,6 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap) -> Result
     let cookie = start(&state, &v.owner, expires).await?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
-
 
 /// `DELETE /api/session`: forgets this browser's session (if any) and clears the cookie.
 pub async fn end(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {

@@ -20,6 +20,7 @@ mod durability;
 mod echo;
 mod errors;
 mod fencing;
+mod identity;
 mod limits;
 mod metrics;
 mod operations;

@@ -8,7 +8,8 @@ pub(super) const CREATE: &str = "INSERT INTO conversations \
     (id, token_hash, provider, created_at, updated_at, owner) VALUES ($1, $2, $3, $4, $4, $5)";
 
 /// Binds: id.
-pub(super) const ACCESS: &str = "SELECT token_hash, owner, provider FROM conversations WHERE id = $1";
+pub(super) const ACCESS: &str =
+    "SELECT token_hash, owner, provider FROM conversations WHERE id = $1";
 
 /// Binds: id.
 pub(super) const SUMMARY: &str =
