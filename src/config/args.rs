@@ -134,6 +134,31 @@ mod tests {
     use crate::config::Config;
 
     #[test]
+    fn jwt_options_read_the_secret_from_the_named_variable_and_check_the_key() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["chatwire"];
+            argv.extend_from_slice(extra);
+            Config::from_args(Args::try_parse_from(argv).unwrap())
+        };
+        let missing = parse(&["--jwt-secret-env", "CHATWIRE_TEST_NO_SUCH_VARIABLE"]);
+        assert!(missing.unwrap_err().to_string().contains("not set"));
+        let not_pem = parse(&["--jwt-public-key", "Cargo.toml"]);
+        assert!(
+            not_pem
+                .unwrap_err()
+                .to_string()
+                .contains("--jwt-public-key")
+        );
+        let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/keys/ec_public.pem");
+        let ok = parse(&["--jwt-public-key", pem, "--jwt-audience", "app"]).unwrap();
+        let shown = format!("{:?}", ok.jwt);
+        assert!(shown.contains("ES256") && shown.contains("app"), "{shown}");
+        let orphan = parse(&["--jwt-issuer", "x"]);
+        assert!(orphan.is_err(), "an issuer without a key");
+        assert!(parse(&[]).unwrap().jwt.is_none());
+    }
+
+    #[test]
     fn every_limit_is_an_option_with_an_env_var() {
         let args = Args::try_parse_from([
             "chatwire",

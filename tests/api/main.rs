@@ -21,6 +21,7 @@ mod echo;
 mod errors;
 mod fencing;
 mod identity;
+mod jwt;
 mod limits;
 mod metrics;
 mod operations;
