@@ -9,6 +9,7 @@ mod conversations;
 mod edits;
 mod fencing;
 mod outage;
+mod owners;
 mod webhooks;
 
 use chatwire::storage::Store;
