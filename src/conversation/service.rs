@@ -476,7 +476,10 @@ impl ConversationRef {
                         }
                     }
                 })
-                .await
+                .await?;
+                // This node's streams of it end now (the owner's end with its actor).
+                c.feed.ended.cancel();
+                Ok(())
             }
         }
     }

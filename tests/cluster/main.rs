@@ -19,6 +19,7 @@ mod sse;
 
 mod balancers;
 mod faults;
+mod owned;
 mod presence;
 mod scenarios;
 mod soak;
