@@ -463,3 +463,22 @@ async fn an_owner_may_create_only_so_many_conversations_a_minute() {
     // Another browser (owner) is not affected.
     Browser::new(&app).create().await;
 }
+
+#[tokio::test]
+async fn behind_an_https_public_url_the_cookie_is_host_prefixed_and_secure() {
+    let app = spawn_app_with(|c| c.public_url = Some("https://chat.example".into())).await;
+    let mut b = Browser::new(&app);
+    let c = b.create().await;
+    let cookie = &b.set_cookies[0];
+    assert!(cookie.starts_with("__Host-cw_session="), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Domain"), "host-only: {cookie}");
+    let (status, _) = b
+        .call(Method::GET, &format!("/api/conversations/{}", c.id), None)
+        .await;
+    assert_eq!(status, 200, "the prefixed cookie is read back");
+    assert_eq!(b.ids().await, vec![c.id]);
+}
