@@ -93,13 +93,7 @@ pub async fn create(
 
 /// Conversations one owner may create per minute (`--owner-conversations-per-minute`).
 fn owner_rate_limit(state: &AppState, owner: &str) -> Result<(), AppError> {
-    state
-        .limits
-        .per_owner
-        .check(&owner.into())
-        .map_err(|wait| AppError::TooManyRequests {
-            retry_after_secs: super::limit::retry_after_secs(wait),
-        })
+    super::limit::check(&state.limits.per_owner, &owner.into())
 }
 
 async fn create_conversation(
@@ -169,13 +163,7 @@ pub async fn post_message(
 
 /// Every operation that starts a reply counts against the conversation's rate limit.
 fn rate_limit(state: &AppState, conv: &ConversationRef) -> Result<(), AppError> {
-    state
-        .limits
-        .per_conversation
-        .check(&conv.shared_id())
-        .map_err(|wait| AppError::TooManyRequests {
-            retry_after_secs: super::limit::retry_after_secs(wait),
-        })
+    super::limit::check(&state.limits.per_conversation, &conv.shared_id())
 }
 
 /// `POST …/regenerate`: the last assistant reply is replaced by a new one (409 if there
