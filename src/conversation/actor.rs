@@ -432,6 +432,7 @@ impl Actor {
             self.reply = None;
             self.shared.replying.store(false, Ordering::Release);
             if let Some(link) = self.link.as_ref() {
+                link.announce_deleted(&self.id).await;
                 link.release(&self.id).await;
             }
             self.life.done.cancel();

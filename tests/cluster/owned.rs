@@ -1,7 +1,9 @@
 //! An owner's conversations across nodes: created through one node with the browser's
 //! session cookie, listed, renamed and deleted through nodes that do not own it (the
-//! command goes to the lease holder, whose actor decides), then 404 on every node.
+//! command goes to the lease holder, whose actor decides), then 404 on every node, and
+//! the event streams open on every node end.
 
+use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -77,6 +79,20 @@ async fn rename_and_delete_reach_the_owner_from_any_node() {
     .await;
     assert_eq!(list["conversations"][0]["title"], "Renamed elsewhere");
 
+    // An event stream on every node, open when the conversation is deleted.
+    let mut streams = Vec::new();
+    for n in &c.nodes {
+        let resp = c
+            .http
+            .get(n.url(&format!("{path}/events")))
+            .header("cookie", &cookie)
+            .timeout(std::time::Duration::from_secs(600))
+            .send()
+            .await
+            .expect("events");
+        assert_eq!(resp.status(), 200);
+        streams.push(resp.bytes_stream());
+    }
     let (status, _) = call(
         &c,
         Method::DELETE,
@@ -86,6 +102,11 @@ async fn rename_and_delete_reach_the_owner_from_any_node() {
     )
     .await;
     assert_eq!(status, 204, "{}", c.logs());
+    for (i, mut s) in streams.into_iter().enumerate() {
+        let ended =
+            tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = s.next().await {} }).await;
+        assert!(ended.is_ok(), "the stream on node {i} ended\n{}", c.logs());
+    }
     let deadline = tokio::time::Instant::now() + WAIT;
     for n in &c.nodes {
         loop {
