@@ -64,21 +64,21 @@ pub async fn create(
 ) -> Result<Response, AppError> {
     let owner = owner_of(&state, &headers).await?;
     let JsonBody(body) = body?;
-    let (owner, new_session) = match owner {
+    let (owner, anonymous) = match owner {
         Some(o) => {
             if o.by_cookie {
                 check_origin(&state, &headers)?;
             }
-            (o.owner, None)
+            (o.owner, false)
         }
-        None => (anonymous_owner(), Some(())),
+        None => (anonymous_owner(), true),
     };
     owner_rate_limit(&state, &owner)?;
     let (conv, token) = create_conversation(&state, body.provider.as_deref(), &owner).await?;
     // The session is stored once there is something for it to own.
-    let new_session = match new_session {
-        Some(()) => Some(start_anonymous(&state, &owner).await?),
-        None => None,
+    let new_session = match anonymous {
+        true => Some(start_anonymous(&state, &owner).await?),
+        false => None,
     };
     let mut resp = (
         StatusCode::CREATED,
