@@ -322,6 +322,25 @@ async fn rename_sets_the_title_within_bounds() {
         .await
         .unwrap();
     assert_eq!(by_token.status(), 200);
+    // Another conversation's token reaches nothing of this one.
+    let other = b.create().await;
+    let with_other = Conv {
+        id: c.id.clone(),
+        token: other.token.clone(),
+    };
+    for method in [Method::PATCH, Method::DELETE] {
+        let resp = app
+            .conv_request(method.clone(), &with_other, "")
+            .json(&json!({"title": "not yours"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            404,
+            "{method} with another conversation's token"
+        );
+    }
     let foreign = app
         .http
         .patch(app.url(&path))
