@@ -71,17 +71,6 @@ impl Server {
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        // Providers come after the bind: callback providers tell NLP services our address.
-        let built = build_providers(&config, &extra, addr, &store, &tracker, &shutdown).await;
-        let providers = match built {
-            Ok(p) => p,
-            Err(e) => {
-                shutdown.cancel();
-                return Err(e);
-            }
-        };
-        crate::web::spawn_pruner(store.clone(), &tracker, shutdown.clone());
-        let metrics = Metrics::new();
         let cluster = match &config.cluster {
             Some(c) => {
                 let options = crate::cluster::ClusterConfig {
@@ -99,6 +88,19 @@ impl Server {
             }
             None => None,
         };
+        // Providers come after the bind: callback providers tell NLP services our address.
+        let parking = cluster.as_ref().map(|(c, _)| c.redis.clone());
+        let built =
+            build_providers(&config, &extra, addr, &store, parking, &tracker, &shutdown).await;
+        let providers = match built {
+            Ok(p) => p,
+            Err(e) => {
+                shutdown.cancel();
+                return Err(e);
+            }
+        };
+        crate::web::spawn_pruner(store.clone(), &tracker, shutdown.clone());
+        let metrics = Metrics::new();
         let registry = Registry::new(
             store.clone(),
             providers.clone(),
@@ -192,6 +194,7 @@ async fn build_providers(
     extra: &ExtraProviders,
     addr: SocketAddr,
     store: &Store,
+    parking: Option<crate::cluster::Redis>,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> Result<Providers, StartupError> {
@@ -217,7 +220,10 @@ async fn build_providers(
     let ctx = ProviderContext {
         offline_delay: config.offline_delay,
         public_url: public_url(config, addr),
-        jobs: Arc::new(Jobs::new(store.clone(), tracker.clone())),
+        jobs: Arc::new(match parking {
+            Some(redis) => Jobs::new(store.clone(), tracker.clone()).parking_in(redis),
+            None => Jobs::new(store.clone(), tracker.clone()),
+        }),
         simulator,
     };
     Ok(Providers::from_config(&config.providers, &ctx)?.with_extra(&extra.0)?)

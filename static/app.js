@@ -210,10 +210,10 @@ function setError(message) {
 
 // ------------------------------------------------------------- HTTP calls
 
-function request(method, url, body) {
+function request(method, url, body, extraHeaders) {
   return fetch(url, {
     method,
-    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...extraHeaders },
     body: JSON.stringify(body ?? {}),
     credentials: 'same-origin',
   });
@@ -230,10 +230,10 @@ async function errorMessage(res) {
 }
 
 /** Runs one call; shows its error; true when it succeeded. */
-async function call(method, url, body) {
+async function call(method, url, body, extraHeaders) {
   setError();
   try {
-    const res = await request(method, url, body);
+    const res = await request(method, url, body, extraHeaders);
     if (!res.ok) {
       setError(await errorMessage(res));
       return null;
@@ -255,6 +255,25 @@ async function create() {
   return true;
 }
 
+/**
+ * The `Idempotency-Key` of the text being sent: a new random key per send, kept while a
+ * send of that same text has not succeeded, so pressing Send again after an error (a
+ * timeout, a 503) is a retry the server answers once, never a second copy.
+ */
+let unsent = null;
+
+function sendKey(text) {
+  if (!unsent || unsent.text !== text) unsent = { text, key: randomKey() };
+  return unsent.key;
+}
+
+function randomKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  // Not a secure context (plain HTTP, not localhost): 128 random bits as hex.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 async function sendMessage() {
   const text = els.composer.value;
   if (!text.trim() || sending) return;
@@ -264,7 +283,9 @@ async function sendMessage() {
   try {
     if (!conv && !(await create())) return;
     // The message itself arrives over SSE; only clear what was actually sent.
-    if (await call('POST', `${apiOf(conv.id)}/messages`, { text })) {
+    const key = sendKey(text);
+    if (await call('POST', `${apiOf(conv.id)}/messages`, { text }, { 'Idempotency-Key': key })) {
+      unsent = null;
       if (els.composer.value === text) els.composer.value = '';
     }
   } finally {

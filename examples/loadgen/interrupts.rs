@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 
 use crate::client::{Ev, Http, SseConn, open_sse, open_ws};
-use crate::procs::{Kind, ServerProc};
+use crate::procs::{Kind, Target};
 use crate::scenarios::{Conv, create_convs, post_all};
 use crate::stats::{Dist, diff_ms};
 
@@ -39,6 +39,12 @@ pub struct Interrupts {
 
 /// Reads until an event of kind `want` arrives; returns when the read that held it ended.
 async fn until(conn: &mut SseConn, want: Ev) -> io::Result<Instant> {
+    until_within(conn, want, WAIT).await
+}
+
+/// When the stream's next `want` event arrived (one already buffered counts), waiting at
+/// most `wait` for each read.
+pub async fn until_within(conn: &mut SseConn, want: Ev, wait: Duration) -> io::Result<Instant> {
     let mut evs = Vec::new();
     conn.drain_events(&mut evs);
     if evs.contains(&want) {
@@ -46,7 +52,7 @@ async fn until(conn: &mut SseConn, want: Ev) -> io::Result<Instant> {
     }
     loop {
         evs.clear();
-        let at = timeout(WAIT, conn.read_events(&mut evs))
+        let at = timeout(wait, conn.read_events(&mut evs))
             .await
             .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
         if evs.contains(&want) {
@@ -77,12 +83,12 @@ fn jitter(seed: &mut u64) -> Duration {
 }
 
 pub async fn interrupts(
-    server: &ServerProc,
+    server: &Target,
     background: usize,
     samples: usize,
     delay_ms: u64,
 ) -> io::Result<Interrupts> {
-    let addr = server.addr;
+    let (addr, read_addr) = (server.addr, server.read_addr);
     let count = Arc::new(AtomicU64::new(0));
     let mut bg: Vec<JoinHandle<()>> = Vec::new();
     match server.kind {
@@ -90,7 +96,7 @@ pub async fn interrupts(
             let convs = create_convs(addr, background).await;
             let mut live = Vec::new();
             for c in convs {
-                if let Ok(conn) = open_sse(addr, &c_events(&c), Some(&c.token)).await {
+                if let Ok(conn) = open_sse(read_addr, &c_events(&c), Some(&c.token)).await {
                     bg.push(tokio::spawn(drain(conn, count.clone())));
                     live.push(c);
                 }
@@ -115,7 +121,7 @@ pub async fn interrupts(
     for lane in 0..LANES {
         lanes.push(tokio::spawn(run_lane(
             server.kind,
-            addr,
+            (addr, read_addr),
             lane,
             per_lane,
             delay_ms,
@@ -152,7 +158,7 @@ fn c_events(c: &Conv) -> String {
 /// One lane's samples: latencies (ms), errors, and how interrupts were sent.
 async fn run_lane(
     kind: Kind,
-    addr: SocketAddr,
+    (addr, read_addr): (SocketAddr, SocketAddr),
     lane: usize,
     samples: usize,
     delay_ms: u64,
@@ -167,9 +173,10 @@ async fn run_lane(
                 .await
                 .pop()
                 .ok_or_else(|| io::Error::other("cannot create a conversation"))?;
-            let mut sse = open_sse(addr, &c_events(&conv), Some(&conv.token)).await?;
+            // Posts go to `addr` (the owner), the stream and the interrupt to `read_addr`.
+            let mut sse = open_sse(read_addr, &c_events(&conv), Some(&conv.token)).await?;
             let ws_path = format!("/api/conversations/{}/ws", conv.id);
-            let mut ws = open_ws(addr, &ws_path, Some(&conv.token)).await?.ok();
+            let mut ws = open_ws(read_addr, &ws_path, Some(&conv.token)).await?.ok();
             let via = if ws.is_some() {
                 "WebSocket {\"type\":\"interrupt\"}"
             } else {

@@ -12,6 +12,8 @@
 //! `loadgen floor --addr A` is the floor server itself (see `floor.rs`).
 
 mod client;
+mod cluster;
+mod cluster_report;
 mod floor;
 mod interrupts;
 mod procs;
@@ -49,6 +51,9 @@ enum Sub {
         #[arg(long)]
         addr: SocketAddr,
     },
+    /// Cluster mode beside one node: its own PostgreSQL and Redis, two nodes (see
+    /// `cluster.rs`).
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -120,11 +125,11 @@ const DEFAULT_SERVER: &str = "target/release/chatwire";
 
 /// Under `cargo run`, builds the default server binary so that a stale one is never
 /// measured (cargo builds an example without the package's binaries).
-fn build_server(args: &RunArgs) -> Result<(), String> {
+fn build_server(server: &std::path::Path, no_build: bool) -> Result<(), String> {
     let Some(cargo) = std::env::var_os("CARGO") else {
         return Ok(());
     };
-    if args.no_build || args.server != std::path::Path::new(DEFAULT_SERVER) {
+    if no_build || server != std::path::Path::new(DEFAULT_SERVER) {
         return Ok(());
     }
     log("building target/release/chatwire");
@@ -141,6 +146,9 @@ fn build_server(args: &RunArgs) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Sub::Cluster(args)) = cli.sub {
+        return cluster_main(args);
+    }
     if let Some(Sub::Floor { addr }) = cli.sub {
         // Served like chatwire: tokio's multi-threaded runtime, one worker per usable core.
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -155,7 +163,7 @@ fn main() -> ExitCode {
         };
     }
     let args = cli.run;
-    if let Err(e) = build_server(&args) {
+    if let Err(e) = build_server(&args.server, args.no_build) {
         eprintln!("loadgen: {e}");
         return ExitCode::FAILURE;
     }
@@ -184,6 +192,39 @@ fn main() -> ExitCode {
     };
     let results = rt.block_on(run(args.clone(), pin, fds));
     let text = report::markdown(&results);
+    println!("{text}");
+    if let Some(path) = &args.out
+        && let Err(e) = std::fs::write(path, &text)
+    {
+        eprintln!("loadgen: cannot write {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn cluster_main(args: cluster::ClusterArgs) -> ExitCode {
+    if let Err(e) = build_server(&args.server, args.no_build) {
+        eprintln!("loadgen: {e}");
+        return ExitCode::FAILURE;
+    }
+    procs::raise_fd_limit();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = match rt.block_on(cluster::run(args.clone())) {
+        Ok(r) => cluster::markdown(&r),
+        Err(e) => {
+            eprintln!("loadgen cluster: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     println!("{text}");
     if let Some(path) = &args.out
         && let Err(e) = std::fs::write(path, &text)
@@ -242,7 +283,7 @@ async fn run(args: RunArgs, pin: bool, fds: u64) -> Results {
                 "(c) {name}: {n} streams x {paced_words} deltas, {d} ms apart"
             ));
             let res = with_server(&args, kind, pin, d, "paced", |s| {
-                Box::pin(async move { scenarios::streaming(s, n, paced_words, d).await })
+                Box::pin(async move { scenarios::streaming(&s.target(), n, paced_words, d).await })
             })
             .await;
             r.paced.set(kind, res);
@@ -251,7 +292,7 @@ async fn run(args: RunArgs, pin: bool, fds: u64) -> Results {
             let (n, w) = (args.flat_streams, args.flat_words);
             log(format!("(d) {name}: {n} streams x {w} deltas, flat out"));
             let res = with_server(&args, kind, pin, 0, "flat", |s| {
-                Box::pin(async move { scenarios::streaming(s, n, w, 0).await })
+                Box::pin(async move { scenarios::streaming(&s.target(), n, w, 0).await })
             })
             .await;
             r.flat.set(kind, res);
@@ -262,7 +303,7 @@ async fn run(args: RunArgs, pin: bool, fds: u64) -> Results {
                 "(e) {name}: {k} interrupts with {n} streams active"
             ));
             let res = with_server(&args, kind, pin, d, "interrupts", |s| {
-                Box::pin(async move { interrupts::interrupts(s, n, k, d).await })
+                Box::pin(async move { interrupts::interrupts(&s.target(), n, k, d).await })
             })
             .await;
             r.interrupts.set(kind, res);
@@ -272,7 +313,7 @@ async fn run(args: RunArgs, pin: bool, fds: u64) -> Results {
     r
 }
 
-type Scenario<'a, T> =
+pub(crate) type Scenario<'a, T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<T>> + 'a>>;
 
 /// Starts a fresh server, runs one scenario against it (bounded), stops the server.

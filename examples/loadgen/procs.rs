@@ -152,6 +152,88 @@ fn limit_options(chatwire: &Path) -> Vec<&'static str> {
     .collect()
 }
 
+/// What the streaming and interrupt scenarios drive: where conversations are created and
+/// replies started (`addr`), where SSE readers and WebSockets connect (`read_addr`: the
+/// same one for a single server, another node in a cluster), and the processes whose CPU
+/// is counted — each with its descendants, so PostgreSQL's backends count too.
+pub struct Target {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    pub read_addr: SocketAddr,
+    pub pids: Vec<u32>,
+}
+
+impl Target {
+    /// One sample summed over every counted process (its `at` is now).
+    pub fn sample(&self) -> io::Result<Sample> {
+        let mut all = self.pids.clone();
+        all.extend(descendants(&self.pids));
+        let mut sum = sample(all[0])?;
+        for &pid in &all[1..] {
+            // A backend that exited between the scan and the read is simply not counted.
+            if let Ok(s) = sample(pid) {
+                sum.cpu += s.cpu;
+                sum.sys += s.sys;
+                sum.rss_kb += s.rss_kb;
+                sum.cpu_wait += s.cpu_wait;
+                sum.syscalls.0 += s.syscalls.0;
+                sum.syscalls.1 += s.syscalls.1;
+            }
+        }
+        Ok(sum)
+    }
+
+    /// Samples of each counted process by itself (descendants folded into their root).
+    pub fn sample_each(&self) -> Vec<io::Result<Sample>> {
+        self.pids
+            .iter()
+            .map(|&p| {
+                Target {
+                    kind: self.kind,
+                    addr: self.addr,
+                    read_addr: self.read_addr,
+                    pids: vec![p],
+                }
+                .sample()
+            })
+            .collect()
+    }
+}
+
+/// Every process below `roots` (children, their children, …), from one scan of `/proc`.
+fn descendants(roots: &[u32]) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // Field 4 (ppid) is the second after the command name.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut found: Vec<u32> = Vec::new();
+    let mut frontier: Vec<u32> = roots.to_vec();
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parent_of {
+            if parent == p && !found.contains(&child) && !roots.contains(&child) {
+                found.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    found
+}
+
 /// Which server a child runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -268,6 +350,21 @@ impl ServerProc {
 
     pub fn sample(&self) -> io::Result<Sample> {
         sample(self.pid)
+    }
+
+    /// This server alone, as the streaming scenarios see it.
+    pub fn target(&self) -> Target {
+        Target {
+            kind: self.kind,
+            addr: self.addr,
+            read_addr: self.addr,
+            pids: vec![self.pid],
+        }
+    }
+
+    /// SIGKILL now (a crash); [`ServerProc::stop`] then reaps it.
+    pub fn kill_now(&mut self) {
+        let _ = self.child.start_kill();
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within `grace`.

@@ -69,7 +69,7 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpuinfo = read("/proc/cpuinfo");
     let cpus = cpuinfo
         .lines()
@@ -102,7 +102,7 @@ fn loadavg() -> String {
         .join(" ")
 }
 
-fn date() -> String {
+pub(crate) fn date() -> String {
     std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 
 use crate::client::{Ev, Http, SseConn, WsConn, open_sse, open_ws};
-use crate::procs::{Kind, Sample, ServerProc};
+use crate::procs::{Kind, Sample, ServerProc, Target};
 use crate::stats::{Dist, Idle, Streaming, diff_ms, millis};
 
 /// Control-plane requests (create, post) in flight at once.
@@ -337,19 +337,20 @@ async fn follow(mut conn: SseConn, delay: Duration, limit: Duration) -> Follow {
 /// `streams` replies of `words` deltas each, `delay_ms` apart (0 = flat out), one SSE
 /// reader per reply. Measures delivered deltas, server CPU, lateness and first-delta time.
 pub async fn streaming(
-    server: &ServerProc,
+    server: &Target,
     streams: usize,
     words: u32,
     delay_ms: u64,
 ) -> io::Result<Streaming> {
     let addr = server.addr;
+    let read_addr = server.read_addr;
     let delay = Duration::from_millis(delay_ms);
     let limit = delay * words + Duration::from_secs(60);
     let (tasks, s0, asked): (Vec<JoinHandle<Follow>>, _, Vec<Option<Instant>>) = match server.kind {
         Kind::Chatwire => {
             let convs = create_convs(addr, streams).await;
             let reqs = convs.iter().map(|c| (c.events(), Some(c.token.clone())));
-            let conns = open_many(addr, reqs.collect()).await;
+            let conns = open_many(read_addr, reqs.collect()).await;
             let (mut tasks, mut live) = (Vec::new(), Vec::new());
             for (c, conn) in convs.into_iter().zip(conns) {
                 if let Some(conn) = conn {
@@ -412,7 +413,7 @@ async fn floor_streams(
 }
 
 async fn finish_streaming(
-    server: &ServerProc,
+    server: &Target,
     streams: usize,
     tasks: Vec<JoinHandle<Follow>>,
     (s0, client0): (crate::procs::Sample, crate::procs::Sample),
@@ -467,7 +468,14 @@ async fn finish_streaming(
             "chatwire_sse_events_sent_total",
             "chatwire_sse_resubscribes_total",
         ] {
-            if let Some(v) = chatwire_metric(server.addr, name).await {
+            // In a cluster the deltas are published on the owner, the SSE counters
+            // counted where the readers are.
+            let at = if name.starts_with("chatwire_sse") {
+                server.read_addr
+            } else {
+                server.addr
+            };
+            if let Some(v) = chatwire_metric(at, name).await {
                 parts.push(format!("{name} {v}"));
             }
         }

@@ -21,8 +21,9 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// Opens `url` (`redis://`, `redis+unix:///path` or `unix:///path`) and checks that the
-    /// server answers.
+    /// Opens `url` (`redis://`, `rediss://` — TLS, the server's certificate checked against
+    /// the system's roots or those in `SSL_CERT_FILE` —, `redis+unix:///path` or
+    /// `unix:///path`) and checks that the server answers.
     pub async fn connect(url: &str) -> Result<Redis, ClusterError> {
         let client = redis::Client::open(url).map_err(|e| {
             tracing::warn!(kind = ?e.kind(), "bad redis url");
@@ -34,7 +35,14 @@ impl Redis {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|e| {
+                // Why the first connection failed (refused, TLS: an untrusted certificate…);
+                // redis-rs errors name neither the URL nor its password.
+                tracing::warn!(kind = ?e.kind(), error = %e, "cannot connect to redis");
+                ClusterError::from(e)
+            })?;
         Ok(Redis { client, conn })
     }
 

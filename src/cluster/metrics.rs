@@ -53,7 +53,7 @@ impl ClusterMetrics {
         for (name, help, v) in [
             (
                 "chatwire_fenced_writes_total",
-                "Writes refused because this node no longer held the lease or epoch.",
+                "Writes refused because this node no longer held the lease (Redis) or the epoch (PostgreSQL).",
                 &self.fenced_writes,
             ),
             (

@@ -8,8 +8,11 @@ use super::{ClusterError, Redis, keys};
 
 /// How long a parked callback waits for its job.
 pub const PARK_TTL: Duration = Duration::from_secs(600);
+/// At most this many callbacks are kept per job (later ones are dropped).
+pub const MAX_PER_JOB: usize = 8;
 
-/// Parks `body` for `job` (a second callback for the same job is appended to the list).
+/// Parks `body` for `job` (a second callback for the same job is appended to the list,
+/// up to [`MAX_PER_JOB`]).
 pub async fn park(redis: &Redis, job: &str, body: &[u8]) -> Result<(), ClusterError> {
     let ttl = u64::try_from(PARK_TTL.as_millis()).unwrap_or(u64::MAX);
     let _: () = redis::pipe()
@@ -17,6 +20,11 @@ pub async fn park(redis: &Redis, job: &str, body: &[u8]) -> Result<(), ClusterEr
         .cmd("RPUSH")
         .arg(keys::parked(job))
         .arg(body)
+        .ignore()
+        .cmd("LTRIM")
+        .arg(keys::parked(job))
+        .arg(0)
+        .arg(MAX_PER_JOB - 1)
         .ignore()
         .cmd("PEXPIRE")
         .arg(keys::parked(job))

@@ -193,6 +193,14 @@ impl Config {
                     .into(),
             ));
         }
+        const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+        if let Some(url) = &args.redis
+            && !REDIS_SCHEMES.iter().any(|scheme| url.starts_with(scheme))
+        {
+            return Err(ConfigError::Invalid(
+                "--redis must be a redis://, rediss:// (TLS), redis+unix:// or unix:// URL".into(),
+            ));
+        }
         if args.lease_ms < 300 {
             return Err(ConfigError::Invalid(
                 "--lease-ms must be at least 300".into(),

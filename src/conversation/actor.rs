@@ -304,12 +304,13 @@ impl Actor {
         self.life.last_active = Instant::now();
         match cmd {
             Command::Post {
-                text,
+                message,
                 if_busy,
                 received,
                 reply,
             } => {
-                let result = self.post(text, if_busy, received).await;
+                let (text, key) = *message;
+                let result = self.post(text, if_busy, key, received).await;
                 let _ = reply.send(result);
             }
             Command::Regenerate { received, reply } => {
@@ -399,6 +400,9 @@ impl Actor {
     /// claimed the conversation). Logged; the actor stops at the end of this turn.
     fn write_failed(&self, what: &str, e: &StoreError) {
         if matches!(e, StoreError::Fenced { .. }) {
+            if let Some(link) = &self.link {
+                link.fenced();
+            }
             tracing::warn!(conversation = %self.id, error = %e, "{what}: no longer the owner; stopping");
         } else {
             tracing::error!(conversation = %self.id, error = %e, "{what}; stopping");

@@ -158,7 +158,8 @@ pub struct Subscription {
 
 pub(crate) enum Command {
     Post {
-        text: String,
+        /// The text and the request's `Idempotency-Key` (boxed: see `commands_stay_small`).
+        message: Box<(String, Option<String>)>,
         if_busy: IfBusy,
         /// When the request arrived, for the time-to-first-token metric.
         received: Instant,
@@ -347,11 +348,17 @@ impl ConversationHandle {
     }
 
     /// Posts a user message; while a reply streams, `if_busy` says what happens. Returns
-    /// once the message is stored.
-    pub async fn post(&self, text: String, if_busy: IfBusy) -> Result<Posted, ActorError> {
+    /// once the message is stored. With a `key` seen before, returns the first answer to
+    /// it and changes nothing.
+    pub async fn post(
+        &self,
+        text: String,
+        if_busy: IfBusy,
+        key: Option<String>,
+    ) -> Result<Posted, ActorError> {
         let received = Instant::now();
         self.ask(|reply| Command::Post {
-            text,
+            message: Box::new((text, key)),
             if_busy,
             received,
             reply,

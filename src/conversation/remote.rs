@@ -13,6 +13,7 @@ use super::registry::Registry;
 use crate::chat::Message;
 use crate::cluster::ClusterError;
 use crate::cluster::rpc::{Inbox, Request, Rpc};
+use crate::providers::{Callback, CallbackAck};
 
 /// How long a forwarded command may take before the caller answers 503.
 pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,6 +25,8 @@ pub(crate) enum Op {
         id: String,
         text: String,
         if_busy: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     Regenerate {
         id: String,
@@ -54,6 +57,12 @@ pub(crate) enum Op {
     Delete {
         id: String,
     },
+    /// A verified, deduped provider callback that reached another node's webhook route.
+    Callback {
+        id: String,
+        reply_id: String,
+        callback: Callback,
+    },
 }
 
 impl Op {
@@ -67,7 +76,8 @@ impl Op {
             | Op::Snapshot { id }
             | Op::Join { id }
             | Op::Rename { id, .. }
-            | Op::Delete { id } => id,
+            | Op::Delete { id }
+            | Op::Callback { id, .. } => id,
         }
     }
 }
@@ -243,11 +253,13 @@ pub(crate) async fn post(
     id: &str,
     text: String,
     if_busy: IfBusy,
+    key: Option<String>,
 ) -> Result<Posted, ActorError> {
     let op = Op::Post {
         id: id.into(),
         text,
         if_busy: if_busy_name(if_busy).into(),
+        key,
     };
     let p: WirePosted = call(rpc, node, &op).await?;
     Ok(p.into())
@@ -289,6 +301,32 @@ impl From<Posted> for WirePosted {
     }
 }
 
+const ACKS: [(CallbackAck, &str); 3] = [
+    (CallbackAck::Accepted, "accepted"),
+    (CallbackAck::Late, "late"),
+    (CallbackAck::Busy, "busy"),
+];
+
+/// Hands a provider callback to the owning node's actor; what it did with it.
+pub(crate) async fn callback(
+    rpc: &Rpc,
+    node: &str,
+    id: &str,
+    reply_id: String,
+    callback: Callback,
+) -> Result<CallbackAck, ActorError> {
+    let op = Op::Callback {
+        id: id.into(),
+        reply_id,
+        callback,
+    };
+    let ack: String = call(rpc, node, &op).await?;
+    ACKS.iter()
+        .find(|(_, name)| *name == ack)
+        .map(|(a, _)| *a)
+        .ok_or(ActorError::Unreachable)
+}
+
 pub(crate) async fn snapshot(rpc: &Rpc, node: &str, id: &str) -> Result<Snapshot, ActorError> {
     let s: WireSnapshot = call(rpc, node, &Op::Snapshot { id: id.into() }).await?;
     s.into_snapshot()
@@ -313,10 +351,12 @@ async fn answer(registry: &Registry, request: &Request) -> Result<Vec<u8>, &'sta
     let op: Op = serde_json::from_slice(&request.body).map_err(|_| "bad_request")?;
     let handle = registry.running(op.conversation()).ok_or("not_owner")?;
     let body = match op {
-        Op::Post { text, if_busy, .. } => {
+        Op::Post {
+            text, if_busy, key, ..
+        } => {
             let if_busy = if_busy.parse().unwrap_or(IfBusy::Interrupt);
             let p = handle
-                .post(text, if_busy)
+                .post(text, if_busy, key)
                 .await
                 .map_err(|e| error_code(&e))?;
             serde_json::to_vec(&WirePosted::from(p))
@@ -353,6 +393,19 @@ async fn answer(registry: &Registry, request: &Request) -> Result<Vec<u8>, &'sta
         }
         Op::Delete { .. } => {
             serde_json::to_vec(&handle.delete().await.map_err(|e| error_code(&e))?)
+        }
+        Op::Callback {
+            reply_id, callback, ..
+        } => {
+            let ack = handle
+                .provider_callback(reply_id, callback)
+                .await
+                .map_err(|e| error_code(&e))?;
+            let name = ACKS
+                .iter()
+                .find(|(a, _)| *a == ack)
+                .map_or("late", |(_, n)| n);
+            serde_json::to_vec(name)
         }
         Op::Join { .. } => {
             let p = handle.join().await.map_err(|e| error_code(&e))?;

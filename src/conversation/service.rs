@@ -366,19 +366,25 @@ impl ConversationRef {
 
     /// Posts a user message and starts the bot's reply; while one streams, `if_busy` says
     /// whether it is interrupted, the message queued, or the post refused. Answers once
-    /// the message is stored.
-    pub async fn post(&self, text: String, if_busy: IfBusy) -> Result<Posted, ActorError> {
+    /// the message is stored. A `key` (the request's `Idempotency-Key`) seen before in
+    /// this conversation gets the first answer again, and nothing is stored twice.
+    pub async fn post(
+        &self,
+        text: String,
+        if_busy: IfBusy,
+        key: Option<String>,
+    ) -> Result<Posted, ActorError> {
         match &self.owner {
-            Owner::Local(h) => h.post(text, if_busy).await,
+            Owner::Local(h) => h.post(text, if_busy, key).await,
             Owner::Cluster(c) => {
                 let rpc = &c.side.cluster.rpc;
                 c.with_owner(|t| {
-                    let text = text.clone();
+                    let (text, key) = (text.clone(), key.clone());
                     async move {
                         match t {
-                            Target::Local(h) => h.post(text, if_busy).await,
+                            Target::Local(h) => h.post(text, if_busy, key).await,
                             Target::Remote(node) => {
-                                remote::post(rpc, &node, &c.id, text, if_busy).await
+                                remote::post(rpc, &node, &c.id, text, if_busy, key).await
                             }
                         }
                     }
@@ -551,9 +557,9 @@ impl ConversationRef {
         }
     }
 
-    /// A verified provider callback for reply `reply_id`. In cluster mode only the owning
-    /// node applies it; forwarding callbacks between nodes is not built yet (a callback
-    /// reaching another node is answered 503, and the provider delivers it again).
+    /// A verified provider callback for reply `reply_id`, applied by the owner's actor: in
+    /// cluster mode a callback that reached another node is forwarded to the owner (or
+    /// this node takes the conversation over when nobody owns it).
     pub async fn callback(
         &self,
         reply_id: String,
@@ -561,10 +567,21 @@ impl ConversationRef {
     ) -> Result<CallbackAck, ActorError> {
         match &self.owner {
             Owner::Local(h) => h.provider_callback(reply_id, callback).await,
-            Owner::Cluster(c) => match c.target().await? {
-                Target::Local(h) => h.provider_callback(reply_id, callback).await,
-                Target::Remote(_) => Err(ActorError::Unreachable),
-            },
+            Owner::Cluster(c) => {
+                let rpc = &c.side.cluster.rpc;
+                c.with_owner(|t| {
+                    let (reply_id, callback) = (reply_id.clone(), callback.clone());
+                    async move {
+                        match t {
+                            Target::Local(h) => h.provider_callback(reply_id, callback).await,
+                            Target::Remote(node) => {
+                                remote::callback(rpc, &node, &c.id, reply_id, callback).await
+                            }
+                        }
+                    }
+                })
+                .await
+            }
         }
     }
 }

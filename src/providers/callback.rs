@@ -35,8 +35,10 @@ pub struct CallbackEndpoint {
     pub secret: Secret,
 }
 
-/// A verified callback, typed.
-#[derive(Debug, Clone, PartialEq)]
+/// A verified callback, typed. Serialisable so that a node can hand it to the owning
+/// node in cluster mode.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Callback {
     Nlp(protocol::Callback),
     OpenAi(OpenAiEvent),
@@ -53,13 +55,14 @@ impl Callback {
 }
 
 /// One of OpenAI's webhook events about a background response.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OpenAiEvent {
     pub kind: OpenAiEventKind,
     pub response_id: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OpenAiEventKind {
     Completed,
     Failed,

@@ -5,7 +5,9 @@
 //! still recognised (and then ignored as late by its conversation). A callback can also
 //! arrive *before* its job is known: OpenAI assigns a background response's id in the
 //! answer to the create call, and its webhook may overtake that answer. Such callbacks are
-//! parked here (bounded, for a short time) and claimed when the job id is assigned.
+//! parked (bounded, for a short time) and claimed when the job id is assigned: in this
+//! process's memory on a single node; in cluster mode in Redis (`cluster::parked`), since
+//! the webhook may reach any node while the job's reply runs on its conversation's owner.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -15,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use super::Callback;
+use crate::cluster::{ClusterError, Redis, parked};
 use crate::storage::{Store, StoreError};
 
 /// Parked callbacks are kept this long for their job to become known.
@@ -52,6 +55,16 @@ pub enum JobError {
     Storage(#[from] StoreError),
 }
 
+/// Why a callback could not be routed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
+    /// Cluster mode: the callback could not be parked in Redis (nothing was changed).
+    #[error("cannot park the callback: {0}")]
+    Parking(#[from] ClusterError),
+}
+
 /// Parked callbacks are keyed by job id alone: the provider that owns the job is not known
 /// yet (several entries may share one webhook secret), and provider job ids are unique.
 type Key = String;
@@ -81,6 +94,8 @@ pub struct Jobs {
     store: Store,
     tracker: TaskTracker,
     parked: Mutex<Parked>,
+    /// Cluster mode: callbacks are parked in Redis instead, for whichever node assigns.
+    shared: Option<Redis>,
 }
 
 impl Jobs {
@@ -89,7 +104,14 @@ impl Jobs {
             store,
             tracker,
             parked: Mutex::new(Parked::default()),
+            shared: None,
         }
+    }
+
+    /// Cluster mode: park early callbacks in Redis, shared by every node.
+    pub fn parking_in(mut self, redis: Redis) -> Self {
+        self.shared = Some(redis);
+        self
     }
 
     /// Where jobs' background tasks (submits, cancel calls) run, so shutdown waits for them.
@@ -136,7 +158,15 @@ impl Jobs {
         job_id: &str,
     ) -> Result<Vec<Callback>, JobError> {
         self.store.assign_job(provider, reply_id, job_id).await?;
-        Ok(self.unpark(job_id))
+        match self.unpark(job_id).await {
+            Ok(taken) => Ok(taken),
+            Err(e) => {
+                // They stay parked until they expire; the provider's own timeouts end the
+                // reply if nothing else arrives.
+                tracing::warn!(error = %e, "cannot claim parked callbacks");
+                Ok(Vec::new())
+            }
+        }
     }
 
     /// The owner of a job, if we know it.
@@ -177,7 +207,7 @@ impl Jobs {
         providers: &[String],
         callback: Callback,
         park_unknown: bool,
-    ) -> Result<Route, StoreError> {
+    ) -> Result<Route, RouteError> {
         let job_id = callback.job_id().to_string();
         if let Some(owner) = self.owner_among(providers, &job_id).await? {
             return Ok(Route::To(owner, vec![callback]));
@@ -185,12 +215,12 @@ impl Jobs {
         if !park_unknown {
             return Ok(Route::Unknown);
         }
-        self.park(&job_id, callback);
+        self.park(&job_id, callback).await?;
         // The job may have been assigned between the lookup and the parking, after
         // `assign` looked for parked callbacks: look again. Whoever takes the parked
         // callback out — `assign` or this — delivers it, so it is delivered once.
         if let Some(owner) = self.owner_among(providers, &job_id).await? {
-            let taken = self.unpark(&job_id);
+            let taken = self.unpark(&job_id).await?;
             if !taken.is_empty() {
                 return Ok(Route::To(owner, taken));
             }
@@ -198,7 +228,27 @@ impl Jobs {
         Ok(Route::Parked)
     }
 
-    fn park(&self, job_id: &str, callback: Callback) {
+    async fn park(&self, job_id: &str, callback: Callback) -> Result<(), ClusterError> {
+        if let Some(redis) = &self.shared {
+            let body = serde_json::to_vec(&callback).map_err(|_| ClusterError::Unavailable)?;
+            return parked::park(redis, job_id, &body).await;
+        }
+        self.park_here(job_id, callback);
+        Ok(())
+    }
+
+    async fn unpark(&self, job_id: &str) -> Result<Vec<Callback>, ClusterError> {
+        let Some(redis) = &self.shared else {
+            return Ok(self.unpark_here(job_id));
+        };
+        let bodies = parked::claim(redis, job_id).await?;
+        Ok(bodies
+            .iter()
+            .filter_map(|b| serde_json::from_slice(b).ok())
+            .collect())
+    }
+
+    fn park_here(&self, job_id: &str, callback: Callback) {
         let now = Instant::now();
         let mut parked = self.parked();
         parked.expire(now);
@@ -212,7 +262,7 @@ impl Jobs {
         }
     }
 
-    fn unpark(&self, job_id: &str) -> Vec<Callback> {
+    fn unpark_here(&self, job_id: &str) -> Vec<Callback> {
         let key = job_id.to_string();
         let mut parked = self.parked();
         let taken = parked.map.remove(&key).unwrap_or_default();

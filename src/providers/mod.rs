@@ -38,7 +38,7 @@ use crate::chat::Role;
 pub use callback::{Callback, CallbackAck, CallbackEndpoint, CallbackRoute};
 pub use context::{ExtraProviders, ProviderContext, SimulatorEndpoint};
 pub use deadlines::Deadlines;
-pub use jobs::{JobOwner, Jobs, Route};
+pub use jobs::{JobOwner, Jobs, Route, RouteError};
 pub use registry::Providers;
 pub use webhook::client::{
     PostError, http_client as webhook_http_client, post_signed, post_signed_retrying,

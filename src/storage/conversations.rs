@@ -95,9 +95,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         dispatch!(self, b => b.insert_message(conversation_id, epoch, seq, m).await)?;
         if m.role == crate::chat::Role::User {
-            let title = super::default_title(&m.text);
-            self.touch_conversation(conversation_id, epoch, m.created_at, &title)
-                .await?;
+            self.user_message_stored(conversation_id, epoch, m).await?;
         }
         Ok(())
     }

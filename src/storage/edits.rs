@@ -49,20 +49,30 @@ macro_rules! edit_queries {
                     .bind(seq)
                     .execute(&mut *tx)
                     .await?;
+                Self::insert_message_query(conversation_id, epoch, seq + 1, m)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            /// `INSERT_MESSAGE` (fenced by `epoch`) with its binds, for a transaction.
+            fn insert_message_query<'q>(
+                conversation_id: &'q str,
+                epoch: crate::storage::Epoch,
+                seq: i64,
+                m: &'q crate::chat::Message,
+            ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
                 sqlx::query($conv::INSERT_MESSAGE)
                     .bind(&m.id)
                     .bind(conversation_id)
-                    .bind(seq + 1)
+                    .bind(seq)
                     .bind(m.role.as_str())
                     .bind(&m.text)
                     .bind(m.status.as_str())
                     .bind(&m.error)
                     .bind(m.created_at)
                     .bind(epoch.0)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
             }
 
             pub(in crate::storage) async fn replace_message(

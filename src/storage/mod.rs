@@ -10,7 +10,8 @@
 //! This file opens the database; the operations are grouped as the tables are:
 //! [`conversations`] (conversations, messages, event numbers, the replay window, ownership),
 //! [`owners`] (whose a conversation is, the owner's list, titles, renames, deletes, browser
-//! sessions) and [`webhooks`] (webhook receipts, provider jobs). Each backend keeps its queries with
+//! sessions), [`webhooks`] (webhook receipts, provider jobs) and [`idempotency`] (the keys
+//! of posted messages). Each backend keeps its queries with
 //! its tables in `sqlite/` and `postgres/` (the Rust that binds and decodes the queries
 //! both have is written once, in `queries`); [`Store`] dispatches to one of them.
 //!
@@ -20,7 +21,7 @@
 //! actor first calls [`Store::claim`], which adds one to it and returns the new value, an
 //! [`Epoch`]; then loads the history ([`Store::load_conversation`]). Every write an actor
 //! makes carries its epoch and is applied only while the row still holds that epoch:
-//! [`Store::insert_message`], [`Store::update_message`], [`Store::checkpoint_reply`],
+//! [`Store::insert_message`], [`Store::insert_keyed_message`], [`Store::update_message`], [`Store::checkpoint_reply`],
 //! [`Store::reserve_event_ids`], [`Store::set_event_id_floor`], [`Store::save_events`].
 //! A write whose epoch is stale changes nothing and returns [`StoreError::Fenced`]. The
 //! check is made by the database under the conversation row's lock (PostgreSQL: the write
@@ -37,6 +38,7 @@
 mod conversations;
 mod edits;
 mod error;
+mod idempotency;
 mod owners;
 mod postgres;
 mod queries;
@@ -50,6 +52,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 pub use conversations::{Epoch, StoredConversation, StoredEvent};
 pub use error::StoreError;
+pub use idempotency::{KEEP_KEYS, KEY_TTL, KeyedPost};
 pub use owners::{
     Access, DEFAULT_TITLE_CHARS, ListCursor, NewConversation, Summary, default_title,
 };

@@ -98,6 +98,19 @@ impl Store {
         dispatch!(self, b => b.touch(id, epoch, at, title).await)
     }
 
+    /// After user message `m` was stored: the conversation moves up its owner's list and,
+    /// without a title yet, is named after `m` ([`default_title`]). Fenced by `epoch`.
+    pub(super) async fn user_message_stored(
+        &self,
+        conversation_id: &str,
+        epoch: Epoch,
+        m: &crate::chat::Message,
+    ) -> Result<(), StoreError> {
+        let title = default_title(&m.text);
+        self.touch_conversation(conversation_id, epoch, m.created_at, &title)
+            .await
+    }
+
     /// Renames the conversation. Fenced by `epoch`.
     pub async fn rename_conversation(
         &self,

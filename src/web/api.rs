@@ -49,6 +49,29 @@ fn if_busy(value: Option<serde_json::Value>) -> Result<IfBusy, AppError> {
     }
 }
 
+/// The longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// A post's `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters (a UUID
+/// is typical), else a 400.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key)
+            if !key.is_empty()
+                && key.len() <= MAX_IDEMPOTENCY_KEY
+                && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(key.to_owned()))
+        }
+        _ => Err(AppError::BadRequest(format!(
+            "`Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        ))),
+    }
+}
+
 pub async fn providers(State(state): State<AppState>) -> Response {
     let list: Vec<_> = state.providers.infos().collect();
     Json(list).into_response()
@@ -145,6 +168,8 @@ fn valid_text(state: &AppState, text: serde_json::Value) -> Result<String, AppEr
     Ok(text)
 }
 
+/// `POST …/messages` `{"text", "if_busy"?}`: 202 once the message is stored. With an
+/// `Idempotency-Key` seen before in this conversation, 202 with the first answer again.
 pub async fn post_message(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -156,8 +181,9 @@ pub async fn post_message(
     let JsonBody(body) = body?;
     let text = valid_text(&state, body.text)?;
     let if_busy = if_busy(body.if_busy)?;
+    let key = idempotency_key(&headers)?;
     rate_limit(&state, &conv)?;
-    let posted = conv.post(text, if_busy).await?;
+    let posted = conv.post(text, if_busy, key).await?;
     Ok((StatusCode::ACCEPTED, Json(posted)).into_response())
 }
 

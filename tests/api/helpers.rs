@@ -141,8 +141,16 @@ impl TestApp {
 
     /// POSTs a message; returns the status and the JSON body.
     pub async fn post(&self, conv: &Conv, text: &str) -> (u16, Value) {
-        let resp = self
-            .conv_request(reqwest::Method::POST, conv, "/messages")
+        self.post_keyed(conv, text, None).await
+    }
+
+    /// POSTs a message with an `Idempotency-Key` (if given); the status and the JSON body.
+    pub async fn post_keyed(&self, conv: &Conv, text: &str, key: Option<&str>) -> (u16, Value) {
+        let mut req = self.conv_request(reqwest::Method::POST, conv, "/messages");
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        let resp = req
             .json(&serde_json::json!({ "text": text }))
             .send()
             .await

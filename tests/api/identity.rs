@@ -234,6 +234,23 @@ async fn the_list_is_the_owners_newest_first_with_titles_and_pages() {
     assert_eq!(ids_of(&body), vec![convs[0].id.clone()]);
     assert_eq!(body["conversations"][0]["title"], "é".repeat(80));
 
+    // A post with an Idempotency-Key (as the page sends) counts the same.
+    let keyed = b
+        .request(
+            Method::POST,
+            &format!("/api/conversations/{}/messages", convs[1].id),
+        )
+        .header("idempotency-key", "k-1")
+        .json(&json!({"text": "keyed"}));
+    assert_eq!(b.send(keyed).await.status(), 202);
+    wait_complete(&app, &convs[1]).await;
+    let (_, body) = b.list("?limit=1").await;
+    assert_eq!(ids_of(&body), vec![convs[1].id.clone()]);
+    assert_eq!(body["conversations"][0]["title"], "keyed");
+    // Now: c1, c0, then the untouched ones newest first.
+    let mut expected = vec![convs[1].id.clone(), convs[0].id.clone()];
+    expected.extend(convs[2..].iter().rev().map(|c| c.id.clone()));
+
     // Pages of two, following the cursor, cover everything once.
     let mut seen = Vec::new();
     let mut query = "?limit=2".to_string();
@@ -248,13 +265,6 @@ async fn the_list_is_the_owners_newest_first_with_titles_and_pages() {
             None => break,
         }
     }
-    let mut expected = vec![convs[0].id.clone()];
-    expected.extend(
-        newest_first
-            .iter()
-            .filter(|id| **id != convs[0].id)
-            .cloned(),
-    );
     assert_eq!(seen, expected);
 
     for bad in ["?limit=0", "?limit=101", "?limit=x", "?cursor=nonsense"] {

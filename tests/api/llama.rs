@@ -130,6 +130,21 @@ impl Llama {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Whether `needle` shows up in the log within `within`: the server writes its log from
+    /// its own thread, so a line about something that has happened may land a little later.
+    pub async fn logs_within(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// Waits (bounded) until `/health` answers 200: the model is loaded.

@@ -20,6 +20,7 @@ mod durability;
 mod echo;
 mod errors;
 mod fencing;
+mod idempotency;
 mod identity;
 mod jwt;
 mod limits;

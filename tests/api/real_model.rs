@@ -117,7 +117,9 @@ async fn an_interrupt_stops_generation_at_the_server_within_2_s() {
     );
     // Stopped by the closed connection, not by running out of tokens.
     assert!(
-        llama.log().contains("cancel task"),
+        llama
+            .logs_within("cancel task", Duration::from_secs(5))
+            .await,
         "the server cancelled the task:\n{}",
         llama.log()
     );

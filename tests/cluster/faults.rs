@@ -1,6 +1,7 @@
 //! Faults with real nodes: a clean handoff (SIGTERM), a paused owner (SIGSTOP past its
-//! lease, then SIGCONT), Redis restarted empty mid-reply, pub/sub connections dropped, and
-//! a client posting through the balancer while the owner is killed.
+//! lease, then SIGCONT), Redis restarted empty mid-reply, pub/sub connections dropped,
+//! Redis paused (`CLIENT PAUSE`) mid-reply, and a client posting through the balancer
+//! while the owner is killed.
 
 use std::time::Duration;
 
@@ -67,6 +68,10 @@ async fn a_clean_handoff_keeps_numbering_and_replay_seamless() {
         .await;
     assert_eq!(replay[0].id, from + 1);
     assert!(replay.iter().all(|e| e.event != "sync"));
+    let clean = c
+        .metric(other, "chatwire_lease_takeovers_total{previous=\"clean\"}")
+        .await;
+    assert_eq!(clean, 1, "the next owner counts a clean takeover");
     checker.assert_clean();
 }
 
@@ -130,6 +135,8 @@ async fn a_paused_owner_past_its_lease_cannot_write_when_it_wakes() {
         "{}",
         c.logs()
     );
+    let fenced = c.metric(owner, "chatwire_fenced_writes_total").await;
+    assert!(fenced >= 1, "the stale owner counts its refused writes");
     checker.assert_clean();
 }
 
@@ -255,4 +262,63 @@ async fn every_message_acknowledged_through_an_owner_kill_is_kept() {
     for m in &acked {
         assert!(ids.contains(&m.as_str()), "acknowledged {m} kept");
     }
+}
+
+#[tokio::test]
+async fn a_paused_redis_mid_reply_keeps_every_stream_exact() {
+    let c = Cluster::start(3).await;
+    let conv = c.create().await;
+    let checker = Checker::default();
+    let (owner, mut streams) = readers(&c, &conv, &checker).await;
+    let (status, posted) = c.post(&c.nodes[owner].url(""), &conv, "/count 200").await;
+    assert_eq!(status, 202);
+    let reply = posted["reply_id"].as_str().unwrap().to_owned();
+    for s in &mut streams {
+        s.until(WAIT, |e| e.event == "reply.delta").await;
+    }
+    // Every client of Redis waits (longer than the nodes' 2 s command timeout); keys do
+    // not expire meanwhile. A post meanwhile is refused or, if acknowledged, kept.
+    c.redis.command(&["CLIENT", "PAUSE", "3000", "ALL"]).await;
+    let (during, body) = c.post(&c.lb_url(""), &conv, "/count 2").await;
+    assert!(
+        matches!(during, 202 | 503),
+        "{during}: {body}\n{}",
+        c.logs()
+    );
+    for s in &mut streams {
+        // Usually `reply.failed` after a `sync` (the owner stopped; the next took over).
+        s.until(WAIT, |e| is_end(e) && e.data["reply_id"] == reply)
+            .await;
+    }
+    // Working again: a new reply streams, complete, on every node.
+    let mut again = None;
+    let deadline = std::time::Instant::now() + WAIT;
+    while again.is_none() && std::time::Instant::now() < deadline {
+        let (status, posted) = c.post(&c.lb_url(""), &conv, "/count 3").await;
+        if status == 202 {
+            again = posted["reply_id"].as_str().map(str::to_owned);
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let again = again.unwrap_or_else(|| panic!("no 202 after the pause\n{}", c.logs()));
+    for s in &mut streams {
+        let events = s
+            .until(WAIT, |e| is_end(e) && e.data["reply_id"] == again)
+            .await;
+        assert_eq!(events.last().unwrap().data["text"], "1 2 3");
+    }
+    if during == 202 {
+        let history = c.get(&c.lb_url(""), &conv).await.expect("history");
+        let kept = history["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == body["message_id"]);
+        assert!(
+            kept,
+            "the message acknowledged during the pause is kept: {history}"
+        );
+    }
+    checker.assert_clean();
 }

@@ -7,6 +7,9 @@ mod child_output;
 #[path = "../support/postgres.rs"]
 mod postgres;
 mod redis_server;
+#[allow(dead_code)] // shared with tests/api, which uses all of it
+#[path = "../api/signing.rs"]
+mod signing;
 
 mod bus;
 mod lease;
@@ -19,7 +22,11 @@ mod sse;
 
 mod balancers;
 mod faults;
+mod health;
+mod idempotency;
 mod owned;
 mod presence;
 mod scenarios;
 mod soak;
+mod tls;
+mod webhooks;

@@ -28,9 +28,21 @@ pub struct Node {
 }
 
 impl Node {
-    pub async fn start(name: &str, db: &str, redis: &RedisServer) -> Node {
+    /// A node; `extra` arguments go after the usual ones (e.g. `--config FILE`).
+    pub async fn start_with(name: &str, db: &str, redis: &RedisServer, extra: &[String]) -> Node {
+        Node::start_at(name, db, &redis.url(), extra, &[]).await
+    }
+
+    /// A node on Redis at `redis_url`, with `env` set for it.
+    pub async fn start_at(
+        name: &str,
+        db: &str,
+        redis_url: &str,
+        extra: &[String],
+        env: &[(&str, &str)],
+    ) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatwire"))
-            .args(["--addr", "127.0.0.1:0", "--db", db, "--redis", &redis.url()])
+            .args(["--addr", "127.0.0.1:0", "--db", db, "--redis", redis_url])
             .args(["--node-id", name, "--lease-ms", &LEASE_MS.to_string()])
             .args([
                 "--offline-delay-ms",
@@ -40,6 +52,8 @@ impl Node {
                 "--shutdown-secs",
                 "5",
             ])
+            .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -107,12 +121,21 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, &[]).await
+    }
+
+    /// `n` nodes, each started with `extra` arguments too.
+    pub async fn start_with(n: usize, extra: &[String]) -> Cluster {
+        Cluster::start_on(n, &crate::postgres::shared().fresh_db(), extra).await
+    }
+
+    /// `n` nodes on database `url` (e.g. of a PostgreSQL the test stops itself).
+    pub async fn start_on(n: usize, url: &str, extra: &[String]) -> Cluster {
         let redis = RedisServer::start().await;
-        let url = crate::postgres::shared().fresh_db();
         let mut nodes = Vec::new();
         // One after the other: the first creates the schema.
         for i in 0..n {
-            nodes.push(Node::start(&format!("n{i}"), &url, &redis).await);
+            nodes.push(Node::start_with(&format!("n{i}"), url, &redis, extra).await);
         }
         let lb = round_robin(nodes.iter().map(|n| n.addr).collect()).await;
         let http = reqwest::Client::builder()
@@ -164,13 +187,25 @@ impl Cluster {
 
     /// POSTs a message at `base` (a node or the balancer): the status and the body.
     pub async fn post(&self, base: &str, conv: &Conv, text: &str) -> (u16, Value) {
-        let resp = self
+        self.post_keyed(base, conv, text, None).await
+    }
+
+    /// [`Cluster::post`] with an `Idempotency-Key`, if given.
+    pub async fn post_keyed(
+        &self,
+        base: &str,
+        conv: &Conv,
+        text: &str,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self
             .http
             .post(format!("{base}/api/conversations/{}/messages", conv.id))
-            .bearer_auth(&conv.token)
-            .json(&serde_json::json!({ "text": text }))
-            .send()
-            .await;
+            .bearer_auth(&conv.token);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        let resp = req.json(&serde_json::json!({ "text": text })).send().await;
         match resp {
             Ok(r) => {
                 let status = r.status().as_u16();
@@ -210,6 +245,19 @@ impl Cluster {
             .await
             .ok()??;
         self.nodes.iter().position(|n| n.name == holder)
+    }
+
+    /// The value of sample `sample` (name and labels, as exposed) at node `node`'s
+    /// `/metrics`; 0 when absent.
+    pub async fn metric(&self, node: usize, sample: &str) -> u64 {
+        let Ok(resp) = self.http.get(self.nodes[node].url("/metrics")).send().await else {
+            return 0;
+        };
+        let text = resp.text().await.unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn logs(&self) -> String {

@@ -82,6 +82,11 @@ impl RedisServer {
         self.spawn().await;
     }
 
+    /// Starts again (empty, on the same socket) after [`RedisServer::kill`].
+    pub async fn start_again(&mut self) {
+        self.spawn().await;
+    }
+
     /// A plain connection for the test's own commands.
     pub async fn client(&self) -> Redis {
         Redis::connect(&self.url()).await.expect("connect to redis")

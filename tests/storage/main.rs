@@ -8,6 +8,7 @@ mod postgres;
 mod conversations;
 mod edits;
 mod fencing;
+mod idempotency;
 mod outage;
 mod owners;
 mod webhooks;

@@ -1,6 +1,7 @@
 //! The conversation operations, each decided in one actor turn: posting a message (with
 //! its `if_busy` policy: barge-in, queue or reject), regenerating the last reply, and
-//! editing a user message.
+//! editing a user message. A post with an `Idempotency-Key` seen before is answered as
+//! the first one was, and changes nothing (the key is stored with its message).
 //!
 //! The queue is not a separate structure: the queued messages are the user messages after
 //! the reply in progress (stored and published when they arrived). When that reply ends —
@@ -17,14 +18,26 @@ use super::reply::Place;
 use crate::chat::{Message, Role};
 use crate::conversation::events::Event;
 use crate::conversation::handle::{ActorError, IfBusy, MAX_QUEUED, Posted, Refusal};
+use crate::storage::KeyedPost;
 
 impl Actor {
     pub(super) async fn post(
         &mut self,
         text: String,
         if_busy: IfBusy,
+        key: Option<String>,
         received: Instant,
     ) -> Result<Posted, ActorError> {
+        if let Some(key) = &key {
+            self.writable()?;
+            if let Some(first) = self.store.find_post(&self.id, key).await? {
+                return Ok(Posted {
+                    message_id: first.message_id,
+                    reply_id: first.reply_id,
+                    queued: first.queued,
+                });
+            }
+        }
         let queue = match (&self.reply, if_busy) {
             (None, _) => false,
             (Some(_), IfBusy::Reject) => return Err(ActorError::Refused(Refusal::Replying)),
@@ -43,11 +56,24 @@ impl Actor {
 
         self.writable()?;
         let user = Message::user(text);
-        if let Err(e) = self
-            .store
-            .insert_message(&self.id, self.epoch, self.messages.len(), &user)
-            .await
-        {
+        // The reply's id is chosen now, so that a key's answer is stored with its message.
+        let reply = (!queue).then(Message::streaming_reply);
+        let (store, seq) = (&self.store, self.messages.len());
+        let stored = match key {
+            None => store.insert_message(&self.id, self.epoch, seq, &user).await,
+            Some(key) => {
+                let post = KeyedPost {
+                    key,
+                    message_id: user.id.clone(),
+                    reply_id: reply.as_ref().map(|r| r.id.clone()),
+                    queued: queue,
+                };
+                store
+                    .insert_keyed_message(&self.id, self.epoch, seq, &user, &post)
+                    .await
+            }
+        };
+        if let Err(e) = stored {
             self.write_failed("cannot store a user message", &e);
             return Err(e.into());
         }
@@ -65,7 +91,8 @@ impl Actor {
             });
         }
         let at = self.messages.len() - 1;
-        let reply_id = self.start_reply(Place::After(at), received).await;
+        let reply = reply.unwrap_or_else(Message::streaming_reply);
+        let reply_id = self.start_reply_as(Place::After(at), received, reply).await;
         Ok(Posted {
             message_id,
             reply_id: Some(reply_id),

@@ -127,7 +127,9 @@ impl OwnerLink {
         }
     }
 
-    fn fenced(&self) {
+    /// Counts a write refused because this node no longer owns the conversation (by
+    /// Redis's lease check, or by PostgreSQL's epoch).
+    pub(crate) fn fenced(&self) {
         self.cluster
             .metrics
             .fenced_writes

@@ -50,6 +50,17 @@ impl Actor {
     /// replaces) and asks the provider for it with the history before it. No reply may be
     /// running. `received` is when the request behind it arrived, for the metric.
     pub(super) async fn start_reply(&mut self, place: Place, received: Instant) -> String {
+        self.start_reply_as(place, received, Message::streaming_reply())
+            .await
+    }
+
+    /// [`Actor::start_reply`] with the reply's row made already (its id chosen earlier).
+    pub(super) async fn start_reply_as(
+        &mut self,
+        place: Place,
+        received: Instant,
+        reply: Message,
+    ) -> String {
         let at = match place {
             Place::After(i) => i + 1,
             Place::Replacing(i) => i,
@@ -62,7 +73,6 @@ impl Actor {
                 text: m.text.clone(),
             })
             .collect();
-        let reply = Message::streaming_reply();
         let in_reply_to = at
             .checked_sub(1)
             .map(|i| &self.messages[i])

@@ -10,6 +10,7 @@
 //! for a claim re-reads the row, sees the new epoch and changes nothing.
 
 mod conversations;
+mod idempotency;
 mod owners;
 mod webhooks;
 
@@ -20,6 +21,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::edits::edit_queries;
+use super::idempotency::idempotency_queries;
 use super::owners::owner_queries;
 use super::queries::shared_queries;
 use super::{StoreError, migration, migrator};
@@ -45,6 +47,11 @@ fn migrations() -> sqlx::migrate::Migrator {
             3,
             "owners",
             include_str!("../../../migrations/postgres/0003_owners.sql"),
+        ),
+        migration(
+            4,
+            "idempotency keys",
+            include_str!("../../../migrations/postgres/0004_idempotency_keys.sql"),
         ),
     ])
 }
@@ -72,3 +79,4 @@ impl PgStore {
 shared_queries!(PgStore, conversations, webhooks);
 edit_queries!(PgStore, conversations, sqlx::Postgres);
 owner_queries!(PgStore, owners);
+idempotency_queries!(PgStore, idempotency);

@@ -6,6 +6,7 @@
 //! one statement (or in one write transaction, begun by touching the conversation row).
 
 mod conversations;
+mod idempotency;
 mod owners;
 mod webhooks;
 
@@ -16,6 +17,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::edits::edit_queries;
+use super::idempotency::idempotency_queries;
 use super::owners::owner_queries;
 use super::queries::shared_queries;
 use super::{StoreError, migration, migrator};
@@ -47,6 +49,11 @@ fn migrations() -> sqlx::migrate::Migrator {
             5,
             "owners",
             include_str!("../../../migrations/sqlite/0005_owners.sql"),
+        ),
+        migration(
+            6,
+            "idempotency keys",
+            include_str!("../../../migrations/sqlite/0006_idempotency_keys.sql"),
         ),
     ])
 }
@@ -92,3 +99,4 @@ impl SqliteStore {
 shared_queries!(SqliteStore, conversations, webhooks);
 edit_queries!(SqliteStore, conversations, sqlx::Sqlite);
 owner_queries!(SqliteStore, owners);
+idempotency_queries!(SqliteStore, idempotency);

@@ -6,7 +6,8 @@
 //! using that route (the matching secret tells which provider sent it); parsed into a
 //! typed callback (event types we do not act on are answered 2xx and dropped); deduped by
 //! `webhook-id` in storage; and handed to the actor of the conversation that owns the job,
-//! which decides — alone — whether it still matters. Nothing here touches a conversation.
+//! which decides — alone — whether it still matters (in cluster mode the conversation
+//! forwards it to the owning node, so any node can receive any webhook). Nothing here touches a conversation.
 //! A refused request (unsigned, wrongly signed, stale, malformed) is 4xx and changes nothing.
 
 mod prune;
@@ -24,7 +25,7 @@ use serde_json::json;
 use super::AppState;
 use crate::conversation::ActorError;
 use crate::providers::callback::parse;
-use crate::providers::{CallbackAck, CallbackRoute, Route};
+use crate::providers::{CallbackAck, CallbackRoute, Route, RouteError};
 use crate::signature::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Signed, now_secs};
 use crate::web::error::AppError;
 
@@ -129,8 +130,11 @@ async fn dispatch(
         .providers
         .jobs()
         .route(providers, callback, park_unknown)
-        .await?
-    {
+        .await
+        .map_err(|e| match e {
+            RouteError::Storage(e) => AppError::from(e),
+            RouteError::Parking(_) => AppError::Unavailable("redis: unavailable".into()),
+        })? {
         Route::To(owner, callbacks) => (owner, callbacks),
         Route::Parked => return Ok("parked"),
         Route::Unknown => return Ok("ignored"),
