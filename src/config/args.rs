@@ -125,6 +125,29 @@ pub struct Args {
     #[arg(long, env = "CHATWIRE_MAX_STREAMS_PER_ADDRESS", default_value_t = 128)]
     pub max_streams_per_address: usize,
 
+    /// Open event streams and WebSockets one owner (session or JWT subject) may hold at
+    /// once, over all conversations and addresses (0 = no limit; 429 beyond it). A caller
+    /// with a conversation's token has no owner: the per-address bound applies.
+    #[arg(long, env = "CHATWIRE_MAX_STREAMS_PER_OWNER", default_value_t = 128)]
+    pub max_streams_per_owner: usize,
+
+    /// Conversations one client address may keep busy (a reply running) at once; a post
+    /// that would start a reply in one more gets 429 `too_many_replies` (0 = no limit).
+    #[arg(
+        long,
+        env = "CHATWIRE_MAX_BUSY_CONVERSATIONS_PER_ADDRESS",
+        default_value_t = 16
+    )]
+    pub max_busy_conversations_per_address: usize,
+
+    /// Conversations one owner may keep busy at once (0 = no limit; 429 `too_many_replies`).
+    #[arg(
+        long,
+        env = "CHATWIRE_MAX_BUSY_CONVERSATIONS_PER_OWNER",
+        default_value_t = 16
+    )]
+    pub max_busy_conversations_per_owner: usize,
+
     /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` header names the client
     /// (comma-separated CIDRs, e.g. `10.0.0.0/8,127.0.0.1/32`). Without it the peer address
     /// is the client and those headers are ignored.

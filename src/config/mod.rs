@@ -119,6 +119,10 @@ pub struct Limits {
     pub max_reply_duration: Duration,
     /// Largest reply text (bytes) before it ends with `reply.failed`.
     pub max_reply_bytes: usize,
+    /// Conversations one client address may keep busy (a reply running) at once (0 = none).
+    pub max_busy_per_address: usize,
+    /// Conversations one owner may keep busy at once (0 = no limit).
+    pub max_busy_per_owner: usize,
 }
 
 impl Default for Limits {
@@ -134,6 +138,8 @@ impl Default for Limits {
             owner_conversations_per_minute: 20,
             max_conversations: 10_000,
             max_subscribers: 32,
+            max_busy_per_address: 16,
+            max_busy_per_owner: 16,
             rate_limit_keys: 100_000,
             max_webhook_bytes: 1024 * 1024,
             ws_ping: Duration::from_secs(25),
@@ -194,6 +200,8 @@ impl Config {
             ws_ping: Duration::from_secs(args.ws_ping_secs.max(1)),
             max_reply_duration: Duration::from_secs(args.max_reply_secs.max(1)),
             max_reply_bytes: args.max_reply_bytes.max(1),
+            max_busy_per_address: args.max_busy_conversations_per_address,
+            max_busy_per_owner: args.max_busy_conversations_per_owner,
             ..Limits::default()
         };
         let network = Network {
@@ -201,6 +209,7 @@ impl Config {
             max_connections: args.max_connections,
             max_connections_per_address: args.max_connections_per_address,
             max_streams_per_address: args.max_streams_per_address,
+            max_streams_per_owner: args.max_streams_per_owner,
             trusted_proxies: args
                 .trusted_proxies
                 .iter()

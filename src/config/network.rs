@@ -19,6 +19,8 @@ pub struct Network {
     pub max_connections_per_address: usize,
     /// Open event streams and WebSockets per client address (0 = no limit).
     pub max_streams_per_address: usize,
+    /// Open event streams and WebSockets per owner (session or JWT subject; 0 = no limit).
+    pub max_streams_per_owner: usize,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<Cidr>,
     /// Extra accepted `Host` names (lower case, with or without a port).
@@ -32,6 +34,7 @@ impl Default for Network {
             max_connections: 16_384,
             max_connections_per_address: 256,
             max_streams_per_address: 128,
+            max_streams_per_owner: 128,
             trusted_proxies: Vec::new(),
             allowed_hosts: Vec::new(),
         }

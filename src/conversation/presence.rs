@@ -84,6 +84,12 @@ impl PresenceFrame {
         })
     }
 
+    /// Is this the bot going idle (a reply ended)? Compared as text: every node encodes it
+    /// the same way.
+    pub fn is_bot_idle(&self) -> bool {
+        self.from.is_none() && *self.json == *encode(&Wire::Bot { state: BotState::Idle })
+    }
+
     pub fn interrupted(reply_id: &str) -> Self {
         PresenceFrame {
             from: None,

@@ -3,6 +3,7 @@
 //! configured providers.
 
 use axum::Json;
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use super::auth::authorize;
+use super::auth::{authorize, authorize_owner};
+use super::client::ClientAddr;
 use super::body::JsonBody;
 use super::origin::check_origin;
 use super::session::{anonymous_owner, owner_of, start_anonymous};
@@ -173,18 +175,21 @@ fn valid_text(state: &AppState, text: serde_json::Value) -> Result<String, AppEr
 pub async fn post_message(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Result<JsonBody<PostBody>, AppError>,
 ) -> Result<Response, AppError> {
     // The credential is checked before the body is judged, so strangers learn nothing.
-    let conv = authorize(&state, &id, &headers, true).await?;
+    let (conv, owner) = authorize_owner(&state, &id, &headers, true).await?;
     let JsonBody(body) = body?;
     let text = valid_text(&state, body.text)?;
     let if_busy = if_busy(body.if_busy)?;
     let key = idempotency_key(&headers)?;
     rate_limit(&state, &conv)?;
-    let posted = conv.post(text, if_busy, key).await?;
-    Ok((StatusCode::ACCEPTED, Json(posted)).into_response())
+    let busy = state.busy_place(&conv, client.as_deref(), owner.as_ref())?;
+    let posted = conv.post(text, if_busy, key).await;
+    state.hold_busy(busy, &conv);
+    Ok((StatusCode::ACCEPTED, Json(posted?)).into_response())
 }
 
 /// Every operation that starts a reply counts against the conversation's rate limit.
@@ -197,12 +202,15 @@ fn rate_limit(state: &AppState, conv: &ConversationRef) -> Result<(), AppError> 
 pub async fn regenerate(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let conv = authorize(&state, &id, &headers, true).await?;
+    let (conv, owner) = authorize_owner(&state, &id, &headers, true).await?;
     rate_limit(&state, &conv)?;
-    let reply_id = conv.regenerate().await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"reply_id": reply_id}))).into_response())
+    let busy = state.busy_place(&conv, client.as_deref(), owner.as_ref())?;
+    let reply_id = conv.regenerate().await;
+    state.hold_busy(busy, &conv);
+    Ok((StatusCode::ACCEPTED, Json(json!({"reply_id": reply_id?}))).into_response())
 }
 
 /// `PUT …/messages/{message_id}` `{"text"}`: edits a user message (404 unknown, 409 not a
@@ -210,15 +218,18 @@ pub async fn regenerate(
 pub async fn edit_message(
     State(state): State<AppState>,
     Path((id, message_id)): Path<(String, String)>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Result<JsonBody<EditBody>, AppError>,
 ) -> Result<Response, AppError> {
-    let conv = authorize(&state, &id, &headers, true).await?;
+    let (conv, owner) = authorize_owner(&state, &id, &headers, true).await?;
     let JsonBody(body) = body?;
     let text = valid_text(&state, body.text)?;
     rate_limit(&state, &conv)?;
-    let posted = conv.edit(message_id, text).await?;
-    Ok((StatusCode::ACCEPTED, Json(posted)).into_response())
+    let busy = state.busy_place(&conv, client.as_deref(), owner.as_ref())?;
+    let posted = conv.edit(message_id, text).await;
+    state.hold_busy(busy, &conv);
+    Ok((StatusCode::ACCEPTED, Json(posted?)).into_response())
 }
 
 pub async fn interrupt(

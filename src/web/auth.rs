@@ -8,6 +8,8 @@
 //! or any actor started. Requests that change state with a cookie must come from an
 //! allowed `Origin` (no cross-site posting, stopping, renaming or deleting).
 
+use std::sync::Arc;
+
 use axum::http::HeaderMap;
 
 use super::AppState;
@@ -47,6 +49,17 @@ pub async fn authorize(
     headers: &HeaderMap,
     changes_state: bool,
 ) -> Result<ConversationRef, AppError> {
+    Ok(authorize_owner(state, id, headers, changes_state).await?.0)
+}
+
+/// [`authorize`], and the caller's owner (`None` for the holder of the conversation's
+/// token), for the caps counted per owner.
+pub async fn authorize_owner(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    changes_state: bool,
+) -> Result<(ConversationRef, Option<Arc<str>>), AppError> {
     let (caller, by_cookie) = caller(state, id, headers).await?;
     if !crate::ids::is_plausible_id(id) {
         return Err(AppError::NotFound);
@@ -59,5 +72,9 @@ pub async fn authorize(
     if by_cookie && changes_state {
         check_origin(state, headers)?;
     }
-    Ok(conv)
+    let owner = match caller {
+        Caller::Owner(o) => Some(o.into()),
+        Caller::Token(_) => None,
+    };
+    Ok((conv, owner))
 }

@@ -39,9 +39,12 @@ pub enum AppError {
     /// A `Host` that is not this server's (DNS rebinding).
     #[error("this server does not serve that host")]
     MisdirectedRequest,
-    /// One client address holds too many event streams and WebSockets.
-    #[error("this address has too many open streams")]
+    /// One client address (or owner) holds too many event streams and WebSockets.
+    #[error("this client has too many open streams")]
     TooManyStreams,
+    /// One client address (or owner) keeps too many conversations busy with replies.
+    #[error("this client has too many replies running; wait for one to end")]
+    TooManyReplies,
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("the conversation is busy; try again shortly")]
@@ -83,6 +86,7 @@ impl AppError {
                 (StatusCode::MISDIRECTED_REQUEST, "misdirected_request")
             }
             AppError::TooManyStreams => (StatusCode::TOO_MANY_REQUESTS, "too_many_streams"),
+            AppError::TooManyReplies => (StatusCode::TOO_MANY_REQUESTS, "too_many_replies"),
             AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             AppError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
@@ -109,7 +113,10 @@ impl IntoResponse for AppError {
         let mut resp = (status, body).into_response();
         let retry = match &self {
             AppError::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
-            AppError::Busy | AppError::ShuttingDown | AppError::QueueFull => Some(1),
+            AppError::Busy
+            | AppError::ShuttingDown
+            | AppError::QueueFull
+            | AppError::TooManyReplies => Some(1),
             AppError::Unavailable(_) => Some(2),
             AppError::TooManySubscribers | AppError::TooManyStreams | AppError::Overloaded => {
                 Some(5)

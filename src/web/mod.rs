@@ -16,6 +16,7 @@
 mod api;
 mod auth;
 mod body;
+mod busy;
 mod caps;
 mod client;
 pub(crate) mod error;
@@ -51,7 +52,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::conversation::Conversations;
+use crate::conversation::{ConversationRef, Conversations};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::storage::Store;
@@ -83,6 +84,10 @@ pub(crate) struct Limiters {
     pub per_conversation: limit::RateLimiter<Arc<str>>,
     /// Open event streams and WebSockets per client address, over all conversations.
     pub streams: caps::Caps,
+    /// Open event streams and WebSockets per owner, over all conversations.
+    pub owner_streams: caps::Caps<Arc<str>>,
+    /// Conversations each client address and owner keeps busy with a reply.
+    pub busy: Arc<busy::Busy>,
     /// Conversations created per owner.
     pub per_owner: limit::RateLimiter<Arc<str>>,
 }
@@ -92,6 +97,11 @@ impl Limiters {
         let limits = &config.limits;
         Limiters {
             streams: caps::Caps::new(config.network.max_streams_per_address, 0),
+            owner_streams: caps::Caps::new(config.network.max_streams_per_owner, 0),
+            busy: Arc::new(busy::Busy::new(
+                limits.max_busy_per_address,
+                limits.max_busy_per_owner,
+            )),
             per_client: limit::RateLimiter::new(limits.requests_per_minute, limits.rate_limit_keys),
             per_conversation: limit::RateLimiter::new(
                 limits.messages_per_minute,
@@ -106,22 +116,44 @@ impl Limiters {
 }
 
 impl AppState {
-    /// A place among the open streams (SSE and WebSocket) of the request's client, so one
+    /// A place among the open streams (SSE and WebSocket) of the request's client address
+    /// and of the caller's owner (`None`: a token holder, counted by address only), so one
     /// client cannot hold every conversation in memory with streams and lock others out.
-    /// Kept for as long as the stream lives. (Hook: once conversations have owners, a
-    /// per-owner bound goes here beside the per-address one.)
+    /// Kept for as long as the stream lives.
     pub(crate) fn stream_place(
         &self,
         client: Option<&client::ClientAddr>,
-    ) -> Result<Option<caps::Place>, AppError> {
-        match client {
-            Some(c) => self
-                .limits
-                .streams
-                .take(Some(limit::client_key(c.0)))
-                .map(Some)
-                .map_err(|_| AppError::TooManyStreams),
-            None => Ok(None),
+        owner: Option<&Arc<str>>,
+    ) -> Result<caps::Places, AppError> {
+        let address = client.map(|c| limit::client_key(c.0));
+        caps::Places::take(
+            &self.limits.streams,
+            address,
+            &self.limits.owner_streams,
+            owner,
+        )
+        .map_err(|_| AppError::TooManyStreams)
+    }
+
+    /// Before an operation that may start a reply in `conv`: counts the conversation as
+    /// busy for the caller (see `busy`), or 429 `too_many_replies`.
+    pub(crate) fn busy_place(
+        &self,
+        conv: &ConversationRef,
+        client: Option<&client::ClientAddr>,
+        owner: Option<&Arc<str>>,
+    ) -> Result<Option<busy::Ticket>, AppError> {
+        let address = client.map(|c| limit::client_key(c.0));
+        self.limits.busy.enter(conv.shared_id(), address, owner)
+    }
+
+    /// After the operation, whatever its outcome: `ticket`'s places are held until the
+    /// conversation is idle again, by a task that ends at shutdown.
+    pub(crate) fn hold_busy(&self, ticket: Option<busy::Ticket>, conv: &ConversationRef) {
+        if let Some(ticket) = ticket {
+            let busy = self.limits.busy.clone();
+            let task = busy.hold(ticket, conv.clone(), self.shutdown.clone());
+            self.tracker.spawn(task);
         }
     }
 }

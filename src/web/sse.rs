@@ -35,8 +35,8 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
-use super::auth::authorize;
-use super::caps::Place;
+use super::auth::authorize_owner;
+use super::caps::Places;
 use super::client::ClientAddr;
 use crate::conversation::events::Frame;
 use crate::conversation::{ConversationRef, Subscription, WatchSlot};
@@ -88,8 +88,8 @@ async fn open(
     client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let conv = authorize(&state, &id, &headers, false).await?;
-    let place = state.stream_place(client.as_deref())?;
+    let (conv, owner) = authorize_owner(&state, &id, &headers, false).await?;
+    let place = state.stream_place(client.as_deref(), owner.as_ref())?;
     let slot = conv
         .try_watch(state.config.limits.max_subscribers)
         .ok_or(AppError::TooManySubscribers)?;
@@ -126,7 +126,7 @@ struct EventStream {
     /// This stream's subscriber place, given back when it ends.
     slot: Option<WatchSlot>,
     /// This stream's place among its client's (`AppState::stream_place`).
-    place: Option<Place>,
+    place: Places,
     /// The server's shutdown signal, to choose the reconnect hint.
     shutdown: Option<CancellationToken>,
     metrics: Arc<Metrics>,
@@ -156,7 +156,7 @@ impl EventStream {
             done: false,
             lagged: sub.more,
             slot: None,
-            place: None,
+            place: Places::default(),
             shutdown: None,
             _open: metrics.sse_stream_opened(),
             metrics,

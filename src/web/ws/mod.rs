@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::auth::authorize;
+use super::auth::authorize_owner;
 use super::client::ClientAddr;
 use super::origin::origin_allowed;
 use crate::web::error::AppError;
@@ -52,7 +52,7 @@ pub async fn upgrade(
             return Err(AppError::ForbiddenOrigin);
         }
     }
-    let conv = authorize(&state, &id, &headers, false).await?;
+    let (conv, owner) = authorize_owner(&state, &id, &headers, false).await?;
     let ws = ws.map_err(|r| {
         AppError::BadRequest(format!("expected a WebSocket upgrade: {}", r.body_text()))
     })?;
@@ -64,7 +64,7 @@ pub async fn upgrade(
     let slot = conv
         .try_watch(state.config.limits.max_subscribers)
         .ok_or(AppError::TooManySubscribers)?;
-    let place = state.stream_place(client.as_deref())?;
+    let place = state.stream_place(client.as_deref(), owner.as_ref())?;
     // Joined before the 101, so a busy conversation is a 503 rather than a dead socket, and
     // nothing announced between now and the first frame is missed.
     let presence = conv.join().await?;
