@@ -134,7 +134,8 @@ fn run_queue_wait(pid: u32) -> f64 {
 /// Options that lift chatwire's abuse limits, for the builds that have them (asked
 /// with `--help`): all load comes from a few loopback addresses, the interrupt lanes post
 /// to one conversation many times a second, and 15,000 idle streams need 15,000 live
-/// conversations (and more connections and streams per address than the defaults).
+/// conversations (and more connections and streams per address than the defaults), and
+/// 1,000 conversations reply at once from those few addresses.
 fn limit_options(chatwire: &Path) -> Vec<&'static str> {
     let help = std::process::Command::new(chatwire)
         .arg("--help")
@@ -148,6 +149,9 @@ fn limit_options(chatwire: &Path) -> Vec<&'static str> {
         ("--max-connections-per-address", "0"),
         ("--max-connections", "0"),
         ("--max-streams-per-address", "0"),
+        ("--max-streams-per-owner", "0"),
+        ("--max-busy-conversations-per-address", "0"),
+        ("--max-busy-conversations-per-owner", "0"),
     ]
     .into_iter()
     .filter(|(name, _)| help.contains(name))

@@ -16,6 +16,7 @@ mod raw_http;
 mod raw_sse;
 mod ws_client;
 
+mod abuse_busy;
 mod abuse_connections;
 mod abuse_replies;
 mod abuse_requests;
