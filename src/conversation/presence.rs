@@ -87,7 +87,11 @@ impl PresenceFrame {
     /// Is this the bot going idle (a reply ended)? Compared as text: every node encodes it
     /// the same way.
     pub fn is_bot_idle(&self) -> bool {
-        self.from.is_none() && *self.json == *encode(&Wire::Bot { state: BotState::Idle })
+        self.from.is_none()
+            && *self.json
+                == *encode(&Wire::Bot {
+                    state: BotState::Idle,
+                })
     }
 
     pub fn interrupted(reply_id: &str) -> Self {

@@ -2,8 +2,8 @@
 //! policy), regenerate the last reply, edit a user message, interrupt; and the list of
 //! configured providers.
 
-use axum::Json;
 use axum::Extension;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::AppState;
 use super::auth::{authorize, authorize_owner};
-use super::client::ClientAddr;
 use super::body::JsonBody;
+use super::client::ClientAddr;
 use super::origin::check_origin;
 use super::session::{anonymous_owner, owner_of, start_anonymous};
 use crate::conversation::{ConversationRef, CreateError, IfBusy, Snapshot};

@@ -162,7 +162,11 @@ mod tests {
         let first = Places::take(&by_address, Some(a), &by_owner, Some(&alice)).unwrap();
         let refused = Places::take(&by_address, Some(a), &by_owner, Some(&alice));
         assert_eq!(refused.unwrap_err(), Refused::Address);
-        assert_eq!(by_address.held_by(a), 1, "the refused take gave its address place back");
+        assert_eq!(
+            by_address.held_by(a),
+            1,
+            "the refused take gave its address place back"
+        );
         let _token_caller = Places::take(&by_address, Some(a), &by_owner, None).unwrap();
         assert_eq!(by_address.held_by(a), 2);
         drop(first);

@@ -113,7 +113,11 @@ async fn one_owner_keeps_only_so_many_conversations_busy() {
     .await;
     let mut alice = Browser::new(&app);
     let mut bob = Browser::new(&app);
-    let (p, q, s) = (alice.create().await, alice.create().await, alice.create().await);
+    let (p, q, s) = (
+        alice.create().await,
+        alice.create().await,
+        alice.create().await,
+    );
     let r = bob.create().await;
     assert_eq!(browser_post(&alice, &p, LONG).await.0, 202);
     let (status, body) = browser_post(&alice, &q, "/count 3").await;
@@ -122,7 +126,11 @@ async fn one_owner_keeps_only_so_many_conversations_busy() {
         (429, Some("too_many_replies")),
         "{body}"
     );
-    assert_eq!(app.get_conv(&q).await["messages"], json!([]), "nothing stored");
+    assert_eq!(
+        app.get_conv(&q).await["messages"],
+        json!([]),
+        "nothing stored"
+    );
     // Another owner, from the same address, is unaffected.
     assert_eq!(browser_post(&bob, &r, LONG).await.0, 202);
     // The conversation's token carries no owner: only the (unlimited) address cap counts.
@@ -130,7 +138,11 @@ async fn one_owner_keeps_only_so_many_conversations_busy() {
 
     // A deleted conversation gives its place back.
     let (status, _) = alice
-        .call(Method::DELETE, &format!("/api/conversations/{}", p.id), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/conversations/{}", p.id),
+            None,
+        )
         .await;
     assert_eq!(status, 204);
     let (alice, q) = (&alice, &q);
@@ -148,7 +160,10 @@ async fn one_owner_keeps_only_so_many_conversations_busy() {
 
 async fn open_status(browser: &Browser<'_>, conv: &Conv) -> (u16, reqwest::Response) {
     let resp = browser
-        .request(Method::GET, &format!("/api/conversations/{}/events", conv.id))
+        .request(
+            Method::GET,
+            &format!("/api/conversations/{}/events", conv.id),
+        )
         .timeout(Duration::from_secs(3600))
         .send()
         .await
@@ -161,7 +176,11 @@ async fn one_owner_holds_only_so_many_streams() {
     let app = spawn_app_with(|c| c.network.max_streams_per_owner = 2).await;
     let mut alice = Browser::new(&app);
     let mut bob = Browser::new(&app);
-    let (x, y, z) = (alice.create().await, alice.create().await, alice.create().await);
+    let (x, y, z) = (
+        alice.create().await,
+        alice.create().await,
+        alice.create().await,
+    );
     let w = bob.create().await;
     let (first, _first) = open_status(&alice, &x).await;
     let (second, _second) = open_status(&alice, &y).await;
