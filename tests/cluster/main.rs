@@ -21,6 +21,7 @@ mod nodes;
 mod sse;
 
 mod balancers;
+mod busy;
 mod faults;
 mod health;
 mod idempotency;
