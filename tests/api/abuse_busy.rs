@@ -17,17 +17,23 @@ use crate::identity::Browser;
 /// A reply that runs until it is stopped (20 ms a token).
 const LONG: &str = "/count 100000";
 
-/// Posts `text` to `conv` with its token, as the client at `ip` behind the trusted proxy.
-async fn post_from(app: &TestApp, conv: &Conv, ip: &str, text: &str) -> (u16, Value) {
-    let resp = app
-        .conv_request(Method::POST, conv, "/messages")
-        .header("x-forwarded-for", ip)
+/// Sends message `text` with `req`: the status and the JSON body (or null).
+async fn send_text(req: reqwest::RequestBuilder, text: &str) -> (u16, Value) {
+    let resp = req
         .json(&json!({ "text": text }))
         .send()
         .await
         .expect("post");
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Posts `text` to `conv` with its token, as the client at `ip` behind the trusted proxy.
+async fn post_from(app: &TestApp, conv: &Conv, ip: &str, text: &str) -> (u16, Value) {
+    let req = app
+        .conv_request(Method::POST, conv, "/messages")
+        .header("x-forwarded-for", ip);
+    send_text(req, text).await
 }
 
 async fn refused(app: &TestApp, conv: &Conv, ip: &str) {
@@ -68,6 +74,14 @@ async fn one_address_keeps_only_so_many_conversations_busy() {
     assert_eq!(post_from(&app, &a, A, LONG).await.0, 202);
     assert_eq!(post_from(&app, &b, A, LONG).await.0, 202);
     refused(&app, &c, A).await;
+    // Regenerating starts a reply too: counted the same way.
+    let regenerate = app
+        .conv_request(Method::POST, &c, "/regenerate")
+        .header("x-forwarded-for", A)
+        .send()
+        .await
+        .expect("regenerate");
+    assert_eq!(regenerate.status(), 429);
     // A conversation already busy takes no new place: a barge-in is accepted at the cap.
     assert_eq!(post_from(&app, &a, A, LONG).await.0, 202);
     // Another address has its own share.
@@ -93,14 +107,7 @@ async fn one_address_keeps_only_so_many_conversations_busy() {
 /// `browser` posts `text` to `conv` with its session cookie.
 async fn browser_post(browser: &Browser<'_>, conv: &Conv, text: &str) -> (u16, Value) {
     let path = format!("/api/conversations/{}/messages", conv.id);
-    let resp = browser
-        .request(Method::POST, &path)
-        .json(&json!({ "text": text }))
-        .send()
-        .await
-        .expect("post");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    send_text(browser.request(Method::POST, &path), text).await
 }
 
 #[tokio::test]
@@ -111,14 +118,7 @@ async fn one_owner_keeps_only_so_many_conversations_busy() {
         c.limits.max_busy_per_owner = 1;
     })
     .await;
-    let mut alice = Browser::new(&app);
-    let mut bob = Browser::new(&app);
-    let (p, q, s) = (
-        alice.create().await,
-        alice.create().await,
-        alice.create().await,
-    );
-    let r = bob.create().await;
+    let (mut alice, bob, [p, q, s], r) = two_owners(&app).await;
     assert_eq!(browser_post(&alice, &p, LONG).await.0, 202);
     let (status, body) = browser_post(&alice, &q, "/count 3").await;
     assert_eq!(
@@ -159,29 +159,27 @@ async fn one_owner_keeps_only_so_many_conversations_busy() {
 }
 
 async fn open_status(browser: &Browser<'_>, conv: &Conv) -> (u16, reqwest::Response) {
-    let resp = browser
-        .request(
-            Method::GET,
-            &format!("/api/conversations/{}/events", conv.id),
-        )
-        .timeout(Duration::from_secs(3600))
-        .send()
-        .await
-        .expect("events");
+    let resp = browser.events(conv).await;
     (resp.status().as_u16(), resp)
+}
+
+/// Two owners on one address: alice with three conversations, bob with one.
+async fn two_owners(app: &TestApp) -> (Browser<'_>, Browser<'_>, [Conv; 3], Conv) {
+    let mut alice = Browser::new(app);
+    let mut bob = Browser::new(app);
+    let convs = [
+        alice.create().await,
+        alice.create().await,
+        alice.create().await,
+    ];
+    let bobs = bob.create().await;
+    (alice, bob, convs, bobs)
 }
 
 #[tokio::test]
 async fn one_owner_holds_only_so_many_streams() {
     let app = spawn_app_with(|c| c.network.max_streams_per_owner = 2).await;
-    let mut alice = Browser::new(&app);
-    let mut bob = Browser::new(&app);
-    let (x, y, z) = (
-        alice.create().await,
-        alice.create().await,
-        alice.create().await,
-    );
-    let w = bob.create().await;
+    let (alice, bob, [x, y, z], w) = two_owners(&app).await;
     let (first, _first) = open_status(&alice, &x).await;
     let (second, _second) = open_status(&alice, &y).await;
     assert_eq!((first, second), (200, 200));

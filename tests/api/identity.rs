@@ -102,16 +102,19 @@ impl<'a> Browser<'a> {
 
     /// The event stream, opened with the cookie like an EventSource.
     pub async fn sse(&self, conv: &Conv) -> SseClient {
-        let resp = self
-            .request(
-                Method::GET,
-                &format!("/api/conversations/{}/events", conv.id),
-            )
-            .timeout(Duration::from_secs(3600))
-            .send()
-            .await
-            .expect("sse");
-        SseClient::from_response(resp)
+        SseClient::from_response(self.events(conv).await)
+    }
+
+    /// `GET …/events` with the cookie: the response, whatever its status.
+    pub async fn events(&self, conv: &Conv) -> reqwest::Response {
+        self.request(
+            Method::GET,
+            &format!("/api/conversations/{}/events", conv.id),
+        )
+        .timeout(Duration::from_secs(3600))
+        .send()
+        .await
+        .expect("sse")
     }
 
     /// A WebSocket request with the cookie and the page's `Origin`.
