@@ -251,6 +251,12 @@ mod tests {
             "60",
             "--max-reply-bytes",
             "1000",
+            "--max-streams-per-owner",
+            "5",
+            "--max-busy-conversations-per-address",
+            "4",
+            "--max-busy-conversations-per-owner",
+            "0",
         ])
         .unwrap();
         let c = Config::from_args(args).unwrap();
@@ -265,6 +271,9 @@ mod tests {
         assert_eq!(c.network.allowed_hosts, ["chat.example.com"]);
         assert_eq!(c.limits.max_reply_duration.as_secs(), 60);
         assert_eq!(c.limits.max_reply_bytes, 1000);
+        assert_eq!(c.network.max_streams_per_owner, 5);
+        assert_eq!(c.limits.max_busy_per_address, 4);
+        assert_eq!(c.limits.max_busy_per_owner, 0);
         let bad = Args::try_parse_from(["chatwire", "--trusted-proxies", "10.0.0.0/99"]).unwrap();
         assert!(Config::from_args(bad).is_err(), "a bad CIDR");
         let bad = Args::try_parse_from(["chatwire", "--max-body-bytes", "10"]).unwrap();
