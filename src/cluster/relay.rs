@@ -193,10 +193,15 @@ impl Task {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
-                msg = live.rx.recv() => match msg.as_deref().and_then(log::parse_live) {
-                    Some(f) => self.on_frame(f).await,
-                    None if msg.is_none() => break,
-                    None => {}
+                msg = live.rx.recv() => match msg.as_ref().map(log::parse_live) {
+                    Some(Some(frames)) => {
+                        for f in frames {
+                            self.on_frame(f).await;
+                        }
+                    }
+                    // Malformed: the next check reads the log.
+                    Some(None) => {}
+                    None => break,
                 },
                 msg = presence.rx.recv() => match msg {
                     Some(p) => { let _ = self.presence.send(p); }
