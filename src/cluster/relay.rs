@@ -27,7 +27,7 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Frames read from the log per `XRANGE`.
 const PAGE: usize = 512;
 /// Frames waiting in one relay's feed for its slowest local stream.
-const FEED: usize = 256;
+const FEED: usize = 1024;
 
 /// What a relay passes on to its local streams.
 #[derive(Debug, Clone)]
