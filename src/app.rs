@@ -5,7 +5,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -121,7 +120,7 @@ impl Server {
             None => Conversations::local(registry),
         };
         let state = AppState {
-            limits: Arc::new(Limiters::new(&config.limits)),
+            limits: Arc::new(Limiters::new(&config)),
             config: Arc::new(config),
             conversations,
             providers,
@@ -229,7 +228,8 @@ async fn build_providers(
     Ok(Providers::from_config(&config.providers, &ctx)?.with_extra(&extra.0)?)
 }
 
-/// Serves until the shutdown token is cancelled, then shuts down gracefully within
+/// Serves (through `web::serve`, our accept loop) until the shutdown token is cancelled,
+/// then shuts down gracefully within
 /// `shutdown_timeout` in all:
 /// 1. new requests get 503 `shutting_down` and no new connection is accepted;
 /// 2. every conversation actor interrupts its reply in progress, stores it (and its
@@ -239,21 +239,13 @@ async fn build_providers(
 ///
 /// Whatever is still running when the time is up is dropped with the runtime.
 async fn serve(listener: TcpListener, state: AppState) {
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    // Tokens and presence frames are small writes that must go out at once: without this,
-    // Nagle's algorithm holds one back until the peer's (delayed, ~40 ms) ACK arrives.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     let token = state.shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
-    let server = async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "server error");
-        }
-    };
+    let server = crate::web::serve(
+        listener,
+        router(state.clone()),
+        state.config.network.clone(),
+        token.clone(),
+    );
     tokio::pin!(server);
     let server_ended = tokio::select! {
         _ = &mut server => true,

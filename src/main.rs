@@ -15,7 +15,19 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("chatwire: {e}");
+            // At start-up the operator sees the whole chain (a storage error's `Display`
+            // holds no driver text; its source does).
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                let next = s.to_string();
+                if !text.contains(&next) {
+                    text.push_str(": ");
+                    text.push_str(&next);
+                }
+                source = s.source();
+            }
+            eprintln!("chatwire: {text}");
             ExitCode::FAILURE
         }
     }

@@ -134,7 +134,7 @@ fn run_queue_wait(pid: u32) -> f64 {
 /// Options that lift chatwire's abuse limits, for the builds that have them (asked
 /// with `--help`): all load comes from a few loopback addresses, the interrupt lanes post
 /// to one conversation many times a second, and 15,000 idle streams need 15,000 live
-/// conversations.
+/// conversations (and more connections and streams per address than the defaults).
 fn limit_options(chatwire: &Path) -> Vec<&'static str> {
     let help = std::process::Command::new(chatwire)
         .arg("--help")
@@ -145,6 +145,9 @@ fn limit_options(chatwire: &Path) -> Vec<&'static str> {
         ("--requests-per-minute", "0"),
         ("--messages-per-minute", "0"),
         ("--max-conversations", "100000"),
+        ("--max-connections-per-address", "0"),
+        ("--max-connections", "0"),
+        ("--max-streams-per-address", "0"),
     ]
     .into_iter()
     .filter(|(name, _)| help.contains(name))

@@ -100,6 +100,49 @@ pub struct Args {
     /// `https://chat.example.com`); default: `http://` and the address it listens on.
     #[arg(long, env = "CHATWIRE_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    /// Seconds a connection may take to send a complete request head (and may sit idle
+    /// between requests); then it is closed. Also bounds a request body that stalls.
+    #[arg(long, env = "CHATWIRE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Open connections from one client address at once (0 = no limit); beyond it a new
+    /// connection gets 429 and is closed.
+    #[arg(
+        long,
+        env = "CHATWIRE_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    pub max_connections_per_address: usize,
+
+    /// Open connections in all (0 = no limit); beyond it a new connection gets 503 and is closed.
+    #[arg(long, env = "CHATWIRE_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+
+    /// Open event streams and WebSockets one client address may hold at once, over all
+    /// conversations (0 = no limit; 429 beyond it), so one client cannot pin every
+    /// conversation in memory.
+    #[arg(long, env = "CHATWIRE_MAX_STREAMS_PER_ADDRESS", default_value_t = 128)]
+    pub max_streams_per_address: usize,
+
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` header names the client
+    /// (comma-separated CIDRs, e.g. `10.0.0.0/8,127.0.0.1/32`). Without it the peer address
+    /// is the client and those headers are ignored.
+    #[arg(long, env = "CHATWIRE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// Host names (or host:port) accepted in the `Host` header besides the public URL's
+    /// host, the listen address and, when bound to loopback, localhost (421 otherwise).
+    #[arg(long, env = "CHATWIRE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Longest a reply may run, in seconds; past it the reply ends with `reply.failed`.
+    #[arg(long, env = "CHATWIRE_MAX_REPLY_SECS", default_value_t = 600)]
+    pub max_reply_secs: u64,
+
+    /// Largest reply text, in bytes; past it the reply ends with `reply.failed`.
+    #[arg(long, env = "CHATWIRE_MAX_REPLY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_reply_bytes: usize,
 }
 
 #[cfg(test)]
@@ -123,6 +166,18 @@ mod tests {
             "9",
             "--max-subscribers",
             "3",
+            "--header-timeout-secs",
+            "2",
+            "--max-connections-per-address",
+            "0",
+            "--trusted-proxies",
+            "10.0.0.0/8,::1",
+            "--allowed-hosts",
+            "Chat.Example.com",
+            "--max-reply-secs",
+            "60",
+            "--max-reply-bytes",
+            "1000",
         ])
         .unwrap();
         let c = Config::from_args(args).unwrap();
@@ -131,6 +186,14 @@ mod tests {
         assert_eq!(c.limits.requests_per_minute, 0);
         assert_eq!(c.limits.max_conversations, 9);
         assert_eq!(c.limits.max_subscribers, 3);
+        assert_eq!(c.network.header_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(c.network.max_connections_per_address, 0);
+        assert_eq!(c.network.trusted_proxies.len(), 2);
+        assert_eq!(c.network.allowed_hosts, ["chat.example.com"]);
+        assert_eq!(c.limits.max_reply_duration.as_secs(), 60);
+        assert_eq!(c.limits.max_reply_bytes, 1000);
+        let bad = Args::try_parse_from(["chatwire", "--trusted-proxies", "10.0.0.0/99"]).unwrap();
+        assert!(Config::from_args(bad).is_err(), "a bad CIDR");
         let bad = Args::try_parse_from(["chatwire", "--max-body-bytes", "10"]).unwrap();
         assert!(
             Config::from_args(bad).is_err(),
@@ -145,6 +208,14 @@ mod tests {
             "CHATWIRE_REQUESTS_PER_MINUTE",
             "CHATWIRE_MAX_CONVERSATIONS",
             "CHATWIRE_MAX_SUBSCRIBERS",
+            "CHATWIRE_HEADER_TIMEOUT_SECS",
+            "CHATWIRE_MAX_CONNECTIONS_PER_ADDRESS",
+            "CHATWIRE_MAX_CONNECTIONS",
+            "CHATWIRE_MAX_STREAMS_PER_ADDRESS",
+            "CHATWIRE_TRUSTED_PROXIES",
+            "CHATWIRE_ALLOWED_HOSTS",
+            "CHATWIRE_MAX_REPLY_SECS",
+            "CHATWIRE_MAX_REPLY_BYTES",
         ] {
             assert!(help.contains(env), "{env} in --help");
         }

@@ -6,6 +6,7 @@
 
 mod args;
 mod error;
+mod network;
 mod providers;
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 pub use args::Args;
 pub use error::ConfigError;
+pub use network::{Cidr, Network};
 pub use providers::{ProviderConfig, parse_providers, secret};
 
 /// What the server runs with, resolved from [`Args`] and the provider file.
@@ -32,6 +34,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Cluster mode (`--redis`): `None` on a single node.
     pub cluster: Option<ClusterOptions>,
+    /// Connection timeouts and caps, trusted proxies, accepted hosts.
+    pub network: Network,
 }
 
 /// How this node joins a cluster.
@@ -61,6 +65,7 @@ impl std::fmt::Debug for Config {
             .field("providers", &self.providers)
             .field("allowed_origins", &self.allowed_origins)
             .field("limits", &self.limits)
+            .field("network", &self.network)
             .field("idle_timeout", &self.idle_timeout)
             .field("keepalive", &self.keepalive)
             .field("shutdown_timeout", &self.shutdown_timeout)
@@ -103,6 +108,10 @@ pub struct Limits {
     pub max_webhook_bytes: usize,
     /// Time between WebSocket pings; silence for two of them closes the socket.
     pub ws_ping: Duration,
+    /// Longest a reply may run before it ends with `reply.failed`.
+    pub max_reply_duration: Duration,
+    /// Largest reply text (bytes) before it ends with `reply.failed`.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for Limits {
@@ -120,6 +129,8 @@ impl Default for Limits {
             rate_limit_keys: 100_000,
             max_webhook_bytes: 1024 * 1024,
             ws_ping: Duration::from_secs(25),
+            max_reply_duration: Duration::from_secs(600),
+            max_reply_bytes: 1024 * 1024,
         }
     }
 }
@@ -172,7 +183,27 @@ impl Config {
             max_conversations: args.max_conversations,
             max_subscribers: args.max_subscribers,
             ws_ping: Duration::from_secs(args.ws_ping_secs.max(1)),
+            max_reply_duration: Duration::from_secs(args.max_reply_secs.max(1)),
+            max_reply_bytes: args.max_reply_bytes.max(1),
             ..Limits::default()
+        };
+        let network = Network {
+            header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+            max_connections: args.max_connections,
+            max_connections_per_address: args.max_connections_per_address,
+            max_streams_per_address: args.max_streams_per_address,
+            trusted_proxies: args
+                .trusted_proxies
+                .iter()
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| Cidr::parse(t))
+                .collect::<Result<_, _>>()?,
+            allowed_hosts: args
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
         };
         // Every node shares the database, and the epoch fencing needs its row locks.
         let postgres = ["postgres://", "postgresql://"]
@@ -214,6 +245,7 @@ impl Config {
             keepalive: Duration::from_secs(args.keepalive_secs.max(1)),
             shutdown_timeout: Duration::from_secs(args.shutdown_secs),
             public_url: args.public_url,
+            network,
         })
     }
 
@@ -236,6 +268,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(5),
             public_url: None,
             cluster: None,
+            network: Network::default(),
         }
     }
 }

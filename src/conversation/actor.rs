@@ -29,6 +29,7 @@ use crate::providers::{Callback, Provider, ReplyEvent};
 use crate::storage::{Epoch, Store, StoreError, StoredConversation, StoredEvent};
 use publisher::Publisher;
 
+mod caps;
 mod durability;
 mod operations;
 mod owner;
@@ -36,6 +37,7 @@ mod publisher;
 mod reply;
 mod takeover;
 
+pub(crate) use caps::ReplyCaps;
 use owner::OwnerLink;
 pub(crate) use owner::OwnerStart;
 
@@ -59,6 +61,8 @@ pub(crate) struct ActorEnv {
     pub(crate) mailbox: usize,
     /// Slots of the live broadcast (`Limits::broadcast_capacity`).
     pub(crate) broadcast_capacity: usize,
+    /// How long and how large a reply may grow.
+    pub(crate) reply_caps: ReplyCaps,
 }
 
 /// The other side of an actor's life (the registry): it decides whether an idle actor
@@ -84,6 +88,8 @@ struct ActiveReply {
     next_checkpoint: Instant,
     /// When the user's message arrived; taken (once) by the first delta, for the metric.
     awaiting_first: Option<Instant>,
+    /// `--max-reply-secs` from the reply's start.
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 /// When an actor stops: shutdown, retirement, or idleness its supervisor agrees to.
@@ -117,12 +123,18 @@ pub(crate) struct Actor {
     link: Option<OwnerLink>,
     /// The lease was lost: stop at once and write nothing more.
     lost: bool,
+    reply_caps: ReplyCaps,
 }
 
-/// The next event of the reply in progress; pending forever when there is none.
-async fn next_reply_event(reply: &mut Option<ActiveReply>) -> Option<ReplyEvent> {
+/// The next event of the reply in progress (its deadline first: a provider that is always
+/// ready must not outrun it); pending forever when there is none.
+async fn next_reply_event(reply: &mut Option<ActiveReply>, caps: &ReplyCaps) -> Option<ReplyEvent> {
     match reply {
-        Some(r) => r.events.next().await,
+        Some(r) => tokio::select! {
+            biased;
+            () = &mut r.deadline => Some(ReplyEvent::Failed(caps.too_long())),
+            ev = r.events.next() => ev,
+        },
         None => std::future::pending().await,
     }
 }
@@ -190,6 +202,7 @@ impl Actor {
             reply: None,
             link: owner.map(|o| OwnerLink::new(o, floor)),
             lost: false,
+            reply_caps: env.reply_caps,
         };
         if actor.link.is_some() {
             actor.events.keep_outbox();
@@ -251,7 +264,7 @@ impl Actor {
                     }
                     None => break,
                 },
-                ev = next_reply_event(&mut self.reply) => {
+                ev = next_reply_event(&mut self.reply, &self.reply_caps) => {
                     self.on_reply_event(ev).await;
                     self.take_ready_events().await;
                 }

@@ -137,6 +137,10 @@ impl Registry {
             replay_events: limits.replay_events,
             mailbox: limits.mailbox,
             broadcast_capacity: limits.broadcast_capacity,
+            reply_caps: super::actor::ReplyCaps {
+                max_duration: limits.max_reply_duration,
+                max_bytes: limits.max_reply_bytes,
+            },
         };
         Arc::new_cyclic(|me| Registry {
             table: Mutex::new(Table::default()),

@@ -24,6 +24,7 @@ pub(crate) mod offline;
 pub(crate) mod offline_script;
 mod openai;
 pub(crate) mod protocol;
+mod redact;
 mod registry;
 mod retry;
 mod retry_after;

@@ -132,16 +132,20 @@ impl Store {
         dispatch!(self, b => b.update_message(conversation_id, epoch, m).await)
     }
 
-    /// Stores the text of a reply that is still streaming. Guarded by the status, so a late
-    /// checkpoint can never overwrite the reply's final state. Fenced by `epoch`.
+    /// Stores what a reply that is still streaming gained since its last checkpoint:
+    /// `part`, which starts at byte `offset` of its text (the text's length at the last
+    /// checkpoint), so each checkpoint writes only what is new. Loading reassembles the
+    /// text; the final `update_message` stores it whole. Guarded by the status, so a late
+    /// checkpoint can never change the reply's final state. Fenced by `epoch`.
     pub async fn checkpoint_reply(
         &self,
         conversation_id: &str,
         epoch: Epoch,
         id: &str,
-        text: &str,
+        offset: usize,
+        part: &str,
     ) -> Result<(), StoreError> {
-        dispatch!(self, b => b.checkpoint_reply(conversation_id, epoch, id, text).await)
+        dispatch!(self, b => b.checkpoint_reply(conversation_id, epoch, id, offset, part).await)
     }
 
     /// Records that event numbers below `floor` may be in use (a reservation). Never
@@ -192,6 +196,35 @@ impl Store {
 /// `epoch`, `NotFound` if it is gone, `Ok` if the epoch holds (the guard of the write
 /// itself, such as a checkpoint's status, said no). Epochs only grow, so a stale epoch seen
 /// now was stale when the write ran too, and a current one was current then.
+/// One checkpointed part of a streaming reply's text (table `reply_parts`).
+pub(super) struct Part {
+    pub message_id: String,
+    pub offset: usize,
+    pub text: String,
+}
+
+/// Appends to each message, in offset order (`parts` is sorted by message, then offset),
+/// every part that continues its text: one whose offset is the text's length so far. A
+/// part already in the text (the final write stored it whole) or after a gap is skipped.
+pub(super) fn fold_parts(messages: &mut [Message], parts: Vec<Part>) {
+    if parts.is_empty() {
+        return;
+    }
+    let index: std::collections::HashMap<String, usize> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id.clone(), i))
+        .collect();
+    for part in parts {
+        if let Some(&i) = index.get(&part.message_id) {
+            let text = &mut messages[i].text;
+            if part.offset == text.len() {
+                text.push_str(&part.text);
+            }
+        }
+    }
+}
+
 pub(super) fn fence_verdict(
     conversation_id: &str,
     epoch: Epoch,

@@ -1,20 +1,24 @@
 //! [`StoreError`]: what went wrong in storage, by kind, the same on both backends. Callers
 //! tell the cases apart by variant (a unique key taken, the database unreachable, a write
-//! refused by the ownership epoch, data that does not decode); the detail, kept as the
-//! driver's error, is for logs only.
+//! refused by the ownership epoch, data that does not decode). `Display` names the kind
+//! and the driver's error *kind* or code only (`database unavailable (i/o)`, `(SQLSTATE
+//! 23505)`): it goes to WARN logs and, via the web layer, to the log of a 5xx, and driver
+//! texts can hold values, SQL and addresses. The driver's error is kept as the `source`
+//! (and in `Debug`) for whoever needs it at debug level.
 
 use std::borrow::Cow;
 
-/// A storage failure. `Display` is for logs, never for clients.
+/// A storage failure. `Display` is for logs (no internals, see the module docs), never
+/// for clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A primary key or unique index already holds this value.
-    #[error("unique key taken: {0}")]
+    #[error("unique key taken ({})", driver(.0))]
     UniqueViolation(#[source] sqlx::Error),
     /// The database cannot be reached right now (connection refused or closed, the pool
     /// timed out, the server is shutting down or starting, SQLite busy past its timeout).
     /// Transient: the same call may succeed later; the web layer answers 503.
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable ({})", driver(.0))]
     Unavailable(#[source] sqlx::Error),
     /// A conversation write carried an ownership epoch that is no longer current: another
     /// actor (on this node or another) has claimed the conversation since. Nothing changed.
@@ -24,14 +28,36 @@ pub enum StoreError {
     #[error("no conversation {0}")]
     NotFound(String),
     /// Stored data that chatwire would not have written (or cannot decode).
-    #[error("corrupt data: {0}")]
+    #[error("corrupt data")]
     Corrupt(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The schema could not be brought up to date.
-    #[error("migration: {0}")]
+    #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// Anything else the driver reports (a constraint other than uniqueness, a bad URL…).
-    #[error("database: {0}")]
+    #[error("database error ({})", driver(.0))]
     Other(#[source] sqlx::Error),
+}
+
+/// What may be shown of a driver error: its kind, or a database's error code.
+fn driver(e: &sqlx::Error) -> String {
+    use sqlx::Error as E;
+    match e {
+        E::Database(db) => match db.code() {
+            Some(c) if c.len() == 5 => format!("SQLSTATE {c}"),
+            Some(c) => format!("code {c}"),
+            None => "database error".into(),
+        },
+        E::Io(io) => format!("i/o: {:?}", io.kind()),
+        E::Tls(_) => "tls".into(),
+        E::PoolTimedOut => "pool timed out".into(),
+        E::PoolClosed => "pool closed".into(),
+        E::WorkerCrashed => "worker crashed".into(),
+        E::Protocol(_) => "protocol".into(),
+        E::BeginFailed => "begin failed".into(),
+        E::Configuration(_) => "configuration".into(),
+        E::RowNotFound => "row not found".into(),
+        _ => "driver error".into(),
+    }
 }
 
 impl StoreError {

@@ -115,6 +115,7 @@ macro_rules! shared_queries {
                         created_at: r.try_get("created_at")?,
                     });
                 }
+                self.fold_parts(id, &mut messages).await?;
                 let floor: i64 = row.try_get("event_id_floor")?;
                 Ok(Some(crate::storage::StoredConversation {
                     id: row.try_get("id")?,
@@ -166,7 +167,20 @@ macro_rules! shared_queries {
                     .execute(&self.pool)
                     .await?;
                 self.fenced(done.rows_affected(), conversation_id, epoch)
-                    .await
+                    .await?;
+                if m.status != crate::chat::Status::Streaming {
+                    // The whole text is in the row now; the parts are skipped on load
+                    // anyway (they do not continue it), so removing them may fail.
+                    let dropped = sqlx::query($conv::DROP_PARTS)
+                        .bind(conversation_id)
+                        .bind(&m.id)
+                        .execute(&self.pool)
+                        .await;
+                    if let Err(e) = dropped {
+                        tracing::debug!(error = %e, "cannot remove a reply's checkpoint parts");
+                    }
+                }
+                Ok(())
             }
 
             pub(in crate::storage) async fn checkpoint_reply(
@@ -174,17 +188,44 @@ macro_rules! shared_queries {
                 conversation_id: &str,
                 epoch: crate::storage::Epoch,
                 id: &str,
-                text: &str,
+                offset: usize,
+                part: &str,
             ) -> Result<(), crate::storage::StoreError> {
                 let done = sqlx::query($conv::CHECKPOINT)
                     .bind(conversation_id)
                     .bind(epoch.0)
-                    .bind(text)
+                    .bind(part)
                     .bind(id)
+                    .bind(offset as i64)
                     .execute(&self.pool)
                     .await?;
                 self.fenced(done.rows_affected(), conversation_id, epoch)
                     .await
+            }
+
+            /// Appends to each message the checkpointed parts that continue its text.
+            async fn fold_parts(
+                &self,
+                conversation_id: &str,
+                messages: &mut [crate::chat::Message],
+            ) -> Result<(), crate::storage::StoreError> {
+                use sqlx::Row;
+
+                let rows = sqlx::query($conv::PARTS)
+                    .bind(conversation_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut parts = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let offset: i64 = r.try_get("byte_offset")?;
+                    parts.push(crate::storage::conversations::Part {
+                        message_id: r.try_get("message_id")?,
+                        offset: offset.max(0) as usize,
+                        text: r.try_get("text")?,
+                    });
+                }
+                crate::storage::conversations::fold_parts(messages, parts);
+                Ok(())
             }
 
             pub(in crate::storage) async fn reserve_event_ids(

@@ -27,6 +27,18 @@ pub enum AppError {
     InvalidSignature(String),
     #[error("this origin may not do that")]
     ForbiddenOrigin,
+    /// A JSON route's body without `Content-Type: application/json`.
+    #[error("expected `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    /// A request body that stopped arriving.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    /// A `Host` that is not this server's (DNS rebinding).
+    #[error("this server does not serve that host")]
+    MisdirectedRequest,
+    /// One client address holds too many event streams and WebSockets.
+    #[error("this address has too many open streams")]
+    TooManyStreams,
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("the conversation is busy; try again shortly")]
@@ -59,6 +71,14 @@ impl AppError {
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::InvalidSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             AppError::ForbiddenOrigin => (StatusCode::FORBIDDEN, "forbidden_origin"),
+            AppError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            AppError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            AppError::MisdirectedRequest => {
+                (StatusCode::MISDIRECTED_REQUEST, "misdirected_request")
+            }
+            AppError::TooManyStreams => (StatusCode::TOO_MANY_REQUESTS, "too_many_streams"),
             AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             AppError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
@@ -87,7 +107,9 @@ impl IntoResponse for AppError {
             AppError::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
             AppError::Busy | AppError::ShuttingDown | AppError::QueueFull => Some(1),
             AppError::Unavailable(_) => Some(2),
-            AppError::TooManySubscribers | AppError::Overloaded => Some(5),
+            AppError::TooManySubscribers | AppError::TooManyStreams | AppError::Overloaded => {
+                Some(5)
+            }
             _ => None,
         };
         if let Some(secs) = retry {
@@ -143,9 +165,7 @@ impl From<axum::extract::rejection::JsonRejection> for AppError {
             J::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 AppError::TooLarge("the request body is too large".into())
             }
-            J::MissingJsonContentType(_) => {
-                AppError::BadRequest("expected `Content-Type: application/json`".into())
-            }
+            J::MissingJsonContentType(_) => AppError::UnsupportedMediaType,
             _ => AppError::BadRequest(r.body_text()),
         }
     }

@@ -9,16 +9,17 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
 use super::AppState;
+use super::client::ClientAddr;
 use crate::web::error::AppError;
 
 #[derive(Debug, Clone, Copy)]
@@ -127,13 +128,11 @@ fn exempt(path: &str) -> bool {
     path == "/healthz" || path.starts_with("/webhooks/")
 }
 
-/// Middleware: the per-address limit. Exempt paths (see [`exempt`]) and requests with no
-/// peer address (only in-process tests make those) are not counted.
+/// Middleware: the per-address limit, keyed by the client address (`client::ClientAddr`:
+/// the peer, or what a trusted proxy says). Exempt paths (see [`exempt`]) and requests with
+/// no peer address (only in-process tests make those) are not counted.
 pub async fn per_client(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let peer = req.extensions().get::<ClientAddr>().map(|c| c.0);
     if let Some(ip) = peer
         && !exempt(req.uri().path())
         && let Err(wait) = state.limits.per_client.check(&client_key(ip))

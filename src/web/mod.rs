@@ -6,21 +6,29 @@
 //!
 //! Around every route, outermost first: request tracing (method and path only — never
 //! headers, cookies or query strings, which may carry credentials; outermost, so 429s and
-//! shutdown 503s are traced too), the security headers, the shutdown gate (503
-//! `shutting_down` once shutdown begins), the per-address rate limit, the body size limit
-//! and, for every route but the event stream, panic catching.
+//! shutdown 503s are traced too), the security headers, the `Host` check (421, see
+//! `hosts`), the shutdown gate (503 `shutting_down` once shutdown begins), the client
+//! address (`client`: the peer, or what a trusted proxy says), the per-address rate limit,
+//! the body size limit and, for every route but the event stream, panic catching.
+//!
+//! Below the router, [`serve`] is the accept loop: header timeout, connection caps.
 
 mod api;
 mod auth;
 mod body;
+mod caps;
+mod client;
 pub(crate) mod error;
+mod hosts;
 mod limit;
 mod metrics;
 mod pages;
+mod serve;
 mod sse;
 mod webhooks;
 mod ws;
 
+pub use serve::serve;
 pub use webhooks::spawn_pruner;
 
 use std::net::IpAddr;
@@ -69,16 +77,41 @@ pub(crate) struct Limiters {
     pub per_client: limit::RateLimiter<IpAddr>,
     /// Messages per conversation.
     pub per_conversation: limit::RateLimiter<Arc<str>>,
+    /// Open event streams and WebSockets per client address, over all conversations.
+    pub streams: caps::Caps,
 }
 
 impl Limiters {
-    pub fn new(limits: &crate::config::Limits) -> Self {
+    pub fn new(config: &Config) -> Self {
+        let limits = &config.limits;
         Limiters {
+            streams: caps::Caps::new(config.network.max_streams_per_address, 0),
             per_client: limit::RateLimiter::new(limits.requests_per_minute, limits.rate_limit_keys),
             per_conversation: limit::RateLimiter::new(
                 limits.messages_per_minute,
                 limits.rate_limit_keys,
             ),
+        }
+    }
+}
+
+impl AppState {
+    /// A place among the open streams (SSE and WebSocket) of the request's client, so one
+    /// client cannot hold every conversation in memory with streams and lock others out.
+    /// Kept for as long as the stream lives. (Hook: once conversations have owners, a
+    /// per-owner bound goes here beside the per-address one.)
+    pub(crate) fn stream_place(
+        &self,
+        client: Option<&client::ClientAddr>,
+    ) -> Result<Option<caps::Place>, AppError> {
+        match client {
+            Some(c) => self
+                .limits
+                .streams
+                .take(Some(limit::client_key(c.0)))
+                .map(Some)
+                .map_err(|_| AppError::TooManyStreams),
+            None => Ok(None),
         }
     }
 }
@@ -126,7 +159,12 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limit::per_client,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            client::resolve,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), shutdown_gate))
+        .layer(middleware::from_fn_with_state(state.clone(), hosts::check))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(

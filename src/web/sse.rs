@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
@@ -36,6 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use super::auth::authorize;
+use super::caps::Place;
+use super::client::ClientAddr;
 use crate::conversation::events::Frame;
 use crate::conversation::{ConversationRef, Subscription, WatchSlot};
 use crate::metrics::{Metrics, OpenGuard};
@@ -70,9 +72,10 @@ pub async fn events(
     state: State<AppState>,
     id: Path<String>,
     query: Query<EventsQuery>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    AssertUnwindSafe(open(state, id, query, headers))
+    AssertUnwindSafe(open(state, id, query, client, headers))
         .catch_unwind()
         .await
         .unwrap_or_else(|_| Err(AppError::Internal("handler panicked".into())))
@@ -82,9 +85,11 @@ async fn open(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<EventsQuery>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let conv = authorize(&state, &id, &headers, false).await?;
+    let place = state.stream_place(client.as_deref())?;
     let slot = conv
         .try_watch(state.config.limits.max_subscribers)
         .ok_or(AppError::TooManySubscribers)?;
@@ -92,6 +97,7 @@ async fn open(
     let sub = conv.subscribe(after).await?;
     let mut stream = EventStream::new(conv, sub, state.config.keepalive, state.metrics.clone());
     stream.slot = Some(slot);
+    stream.place = place;
     stream.shutdown = Some(state.shutdown.clone());
     let body = Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
         s.next_chunk().await.map(|b| (Ok::<_, Infallible>(b), s))
@@ -119,6 +125,8 @@ struct EventStream {
     lagged: bool,
     /// This stream's subscriber place, given back when it ends.
     slot: Option<WatchSlot>,
+    /// This stream's place among its client's (`AppState::stream_place`).
+    place: Option<Place>,
     /// The server's shutdown signal, to choose the reconnect hint.
     shutdown: Option<CancellationToken>,
     metrics: Arc<Metrics>,
@@ -148,6 +156,7 @@ impl EventStream {
             done: false,
             lagged: sub.more,
             slot: None,
+            place: None,
             shutdown: None,
             _open: metrics.sse_stream_opened(),
             metrics,

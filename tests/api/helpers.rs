@@ -105,6 +105,15 @@ impl TestApp {
     }
 
     /// `GET path` without credentials.
+    /// Asserts that `/healthz` answers 200 (after an abuse test, the server still serves).
+    pub async fn assert_healthy(&self) {
+        assert_eq!(
+            self.get("/healthz").await.status(),
+            200,
+            "server still healthy"
+        );
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.expect("get")
     }
@@ -427,6 +436,25 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Tries `attempt` every 20 ms until it returns `Some` (bounded by [`WAIT`]); panics with
+/// `what` otherwise. For a place the server gives back once it has seen a close.
+pub async fn eventually_some<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = attempt().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

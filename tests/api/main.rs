@@ -12,9 +12,13 @@ mod llama;
 #[path = "../support/postgres.rs"]
 mod postgres;
 mod process;
+mod raw_http;
 mod raw_sse;
 mod ws_client;
 
+mod abuse_connections;
+mod abuse_replies;
+mod abuse_requests;
 mod backpressure;
 mod durability;
 mod echo;

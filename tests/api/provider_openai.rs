@@ -248,7 +248,13 @@ async fn broken_upstreams_fail_with_the_partial_text_kept() {
             "ended before the reply was finished",
             1,
         ),
-        ("error-chunk", "Partial", "the model overloaded", 1),
+        // The error's type, never the upstream message ("the model overloaded").
+        (
+            "error-chunk",
+            "Partial",
+            "reported an error (server_error)",
+            1,
+        ),
         ("abort", "Cut", "broke off", 1),
         ("429", "", "429", 2),
         ("500", "", "500", 2),

@@ -23,7 +23,7 @@ async fn a_conversation_keeps_its_messages_floor_and_replay_window() {
         store.insert_message("c1", e, 0, &user).await.unwrap();
         store.insert_message("c1", e, 1, &reply).await.unwrap();
         store
-            .checkpoint_reply("c1", e, &reply.id, "hel")
+            .checkpoint_reply("c1", e, &reply.id, 0, "hel")
             .await
             .unwrap();
         reply.text = "hello back".into();
@@ -31,7 +31,7 @@ async fn a_conversation_keeps_its_messages_floor_and_replay_window() {
         store.update_message("c1", e, &reply).await.unwrap();
         // A late checkpoint cannot overwrite the end.
         store
-            .checkpoint_reply("c1", e, &reply.id, "hel")
+            .checkpoint_reply("c1", e, &reply.id, 0, "hel")
             .await
             .unwrap();
 

@@ -46,7 +46,9 @@ async fn a_stale_epoch_changes_nothing() {
         reply.status = Status::Complete;
         fenced(store.update_message("c1", old, &reply).await, "update");
         fenced(
-            store.checkpoint_reply("c1", old, &reply.id, "stale").await,
+            store
+                .checkpoint_reply("c1", old, &reply.id, 0, "stale")
+                .await,
             "checkpoint",
         );
         fenced(store.reserve_event_ids("c1", old, 5_000).await, "reserve");
@@ -71,7 +73,7 @@ async fn a_stale_epoch_changes_nothing() {
 
         // The new owner writes.
         store
-            .checkpoint_reply("c1", new, &reply.id, "fresh")
+            .checkpoint_reply("c1", new, &reply.id, 0, "fresh")
             .await
             .unwrap();
         store.insert_message("c1", new, 1, &late).await.unwrap();

@@ -10,6 +10,7 @@ mod edits;
 mod fencing;
 mod idempotency;
 mod outage;
+mod reply_parts;
 mod webhooks;
 
 use chatwire::storage::Store;

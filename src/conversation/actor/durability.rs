@@ -44,7 +44,8 @@ impl Actor {
         }
     }
 
-    /// Stores the streaming reply's text; the write runs beside the actor. Called by the
+    /// Stores what the streaming reply's text gained since the last checkpoint; the write
+    /// runs beside the actor. Called by the
     /// first delta at least `CHECKPOINT_EVERY` after the last checkpoint: the text only
     /// changes with a delta, so a timer (polled on every turn of the loop) is not needed.
     pub(super) fn checkpoint(&mut self) {
@@ -56,12 +57,16 @@ impl Actor {
         if msg.text.len() == active.checkpointed_len {
             return;
         }
+        // Only what is new since the last checkpoint: the writes grow with the reply,
+        // not with its square (storage reassembles the text on load).
+        let offset = active.checkpointed_len;
         active.checkpointed_len = msg.text.len();
-        let (store, id, text) = (self.store.clone(), msg.id.clone(), msg.text.clone());
+        let part = msg.text[offset..].to_string();
+        let (store, id) = (self.store.clone(), msg.id.clone());
         let (conversation, epoch, shared) = (self.id.clone(), self.epoch, self.shared.clone());
         tokio::spawn(async move {
             if let Err(e) = store
-                .checkpoint_reply(&conversation, epoch, &id, &text)
+                .checkpoint_reply(&conversation, epoch, &id, offset, &part)
                 .await
             {
                 // The actor sees this at the end of its next turn and stops.

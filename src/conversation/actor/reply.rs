@@ -5,11 +5,11 @@
 
 use std::sync::atomic::Ordering;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{ActiveReply, Actor, CHECKPOINT_EVERY};
+use super::{ActiveReply, Actor, CHECKPOINT_EVERY, next_reply_event};
 use crate::chat::{Message, Role, Status};
 use crate::conversation::events::Event;
 use crate::conversation::presence::{BotState, PresenceFrame};
@@ -131,6 +131,7 @@ impl Actor {
             checkpointed_len: 0,
             next_checkpoint: Instant::now() + CHECKPOINT_EVERY,
             awaiting_first: Some(received),
+            deadline: self.reply_caps.deadline(),
         });
         self.presence.set_bot(BotState::Thinking);
         reply_id
@@ -165,13 +166,21 @@ impl Actor {
                 if let Some(received) = active.awaiting_first.take() {
                     self.metrics.time_to_first_token(received.elapsed());
                 }
-                self.metrics.delta_published();
-                self.presence.set_bot(BotState::Streaming);
-                self.messages[index].text.push_str(&text);
-                self.events.publish(Event::ReplyDelta {
-                    reply_id: &reply_id,
-                    text: &text,
-                });
+                let (text, over) = self.reply_caps.fit(self.messages[index].text.len(), &text);
+                if !text.is_empty() {
+                    self.metrics.delta_published();
+                    self.presence.set_bot(BotState::Streaming);
+                    self.messages[index].text.push_str(text);
+                    self.events.publish(Event::ReplyDelta {
+                        reply_id: &reply_id,
+                        text,
+                    });
+                }
+                if over {
+                    let error = self.reply_caps.too_large();
+                    self.end_and_go_on(Status::Failed, Some(error)).await;
+                    return;
+                }
                 if checkpoint_due {
                     self.checkpoint();
                     // A provider that is always ready (the offline bot at full speed)
@@ -202,10 +211,9 @@ impl Actor {
             if self.halted() || !self.rx.is_empty() {
                 return;
             }
-            let Some(active) = self.reply.as_mut() else {
-                return;
-            };
-            let Some(ev) = active.events.next().now_or_never() else {
+            // Its deadline first, as in the actor's loop.
+            let Some(ev) = next_reply_event(&mut self.reply, &self.reply_caps).now_or_never()
+            else {
                 return;
             };
             let delta = matches!(ev, Some(ReplyEvent::Delta(_)));

@@ -150,7 +150,10 @@ impl Provider for OpenAiBackground {
                     JobError::Duplicate => "a background response was already created for \
                                             this message; not creating a second one"
                         .to_string(),
-                    JobError::Storage(e) => format!("cannot record the job: {e}"),
+                    JobError::Storage(e) => {
+                        tracing::debug!(error = %e, "cannot record a background job");
+                        "cannot record the job: storage is unavailable".to_string()
+                    }
                 })?;
                 let created: ResponseObject = upstream
                     .json(upstream.post("/responses").json(&body))
@@ -161,7 +164,10 @@ impl Provider for OpenAiBackground {
                 let early = jobs
                     .assign(&name, &owner.reply_id, &created.id)
                     .await
-                    .map_err(|e| format!("cannot record the job: {e}"))?;
+                    .map_err(|e| {
+                        tracing::debug!(error = %e, "cannot record a background job's id");
+                        "cannot record the job: storage is unavailable".to_string()
+                    })?;
                 // Webhooks that overtook the create's answer.
                 for callback in early {
                     let _ = tx.try_send(callback);
@@ -265,9 +271,9 @@ impl Handler {
                     .error
                     .as_ref()
                     .and_then(super::errors::ApiError::from_value)
-                    .map(|e| e.message.chars().take(200).collect::<String>())
+                    .map(|e| e.shown())
                     .unwrap_or_else(|| "no details".into());
-                ReplyEvent::Failed(format!("the background response failed: {why}"))
+                ReplyEvent::Failed(format!("the background response failed ({why})"))
             }
         });
         out

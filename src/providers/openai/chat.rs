@@ -176,10 +176,10 @@ fn step(data: &str) -> Step {
     };
     if let Some(e) = &chunk.error {
         let message = super::errors::ApiError::from_value(e)
-            .map(|e| e.message.chars().take(200).collect::<String>())
-            .unwrap_or_else(|| "(no details)".into());
+            .map(|e| e.shown())
+            .unwrap_or_else(|| "no details".into());
         return Step::End(vec![Attempt::Retryable {
-            message: format!("the provider reported an error: {message}"),
+            message: format!("the provider reported an error ({message})"),
             after: None,
         }]);
     }

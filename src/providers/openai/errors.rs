@@ -1,10 +1,11 @@
 //! What went wrong with a request to an OpenAI-format server, told so that a person can act
 //! on it, and whether another attempt may cure it (and how soon: `Retry-After`).
 //!
-//! The messages reach `reply.failed`, so they never carry the API key, the URL's user-info
-//! or query string, or the upstream body as such: only our own words, the status, and for
-//! the cases we cannot name the provider's own short `error.message` (clipped). A 401's
-//! upstream message is dropped entirely (OpenAI's repeats part of the key).
+//! The messages reach `reply.failed` and the log, so they never carry the API key, the
+//! URL's user-info or query string, or any upstream text: only our own words, the status,
+//! and for the cases we cannot name the error's `type` and `code` (identifier-like words
+//! only, see [`ApiError::shown`]). The upstream `error.message` is read to tell cases
+//! apart, never shown: it can echo the key (OpenAI's 401 does) or the prompt.
 
 use std::time::Duration;
 
@@ -63,19 +64,7 @@ pub struct Context<'a> {
     pub url: &'a str,
 }
 
-/// `url` as it may be shown: no user-info, no query string, no fragment.
-pub fn shown_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            u.as_str().trim_end_matches('/').to_string()
-        }
-        Err(_) => "(the configured base_url)".into(),
-    }
-}
+pub use crate::providers::redact::shown_url;
 
 fn clip(text: &str) -> String {
     let t: String = text.trim().chars().take(200).collect();
@@ -92,6 +81,17 @@ pub struct ApiError {
     pub message: String,
     /// `type` and `code` joined, lower case: what the cases are recognised by.
     pub kind: String,
+    /// `type` and `code` as they may be shown (see [`ApiError::shown`]).
+    shown: Vec<String>,
+}
+
+/// An identifier-like value: short, letters, digits and `_-.` only.
+fn identifier(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 impl ApiError {
@@ -101,6 +101,7 @@ impl ApiError {
             return Some(ApiError {
                 message: s.to_string(),
                 kind: String::new(),
+                shown: Vec::new(),
             });
         }
         let message = err.get("message").and_then(Value::as_str)?.to_string();
@@ -109,10 +110,26 @@ impl ApiError {
             Some(Value::Number(n)) => n.to_string(),
             _ => String::new(),
         };
+        let (kind, code) = (text("type"), text("code"));
         Some(ApiError {
             message,
-            kind: format!("{} {}", text("type"), text("code")).to_lowercase(),
+            shown: [&kind, &code]
+                .into_iter()
+                .filter(|t| identifier(t))
+                .cloned()
+                .collect(),
+            kind: format!("{kind} {code}").to_lowercase(),
         })
+    }
+
+    /// What may be shown of it: its `type` and `code`, each only if the whole value looks
+    /// like an identifier (`server_error`, `rate_limit_exceeded`, `429`), else "no details".
+    pub fn shown(&self) -> String {
+        if self.shown.is_empty() {
+            "no details".into()
+        } else {
+            self.shown.join(", ")
+        }
     }
 
     pub fn from_body(body: &[u8]) -> Option<Self> {
@@ -145,8 +162,8 @@ pub fn from_status(status: StatusCode, headers: &HeaderMap, body: &[u8], cx: &Co
     let api = ApiError::from_body(body);
     let detail = api
         .as_ref()
-        .map(|e| clip(&e.message))
-        .unwrap_or_else(|| "(no details)".into());
+        .map(ApiError::shown)
+        .unwrap_or_else(|| "no details".into());
     let after = retry_after(headers);
     let code = status.as_u16();
     let (provider, model) = (cx.provider, cx.model);
@@ -180,13 +197,13 @@ pub fn from_status(status: StatusCode, headers: &HeaderMap, body: &[u8], cx: &Co
                 .as_ref()
                 .is_some_and(|e| e.kind.contains("insufficient_quota"));
             Failure {
-                message: format!("the provider is rate limiting requests (HTTP 429): {detail}"),
+                message: format!("the provider is rate limiting requests (HTTP 429; {detail})"),
                 retryable: !quota,
                 after,
             }
         }
         500..=599 => Failure {
-            message: format!("the provider failed (HTTP {code}): {detail}"),
+            message: format!("the provider failed (HTTP {code}; {detail})"),
             retryable: true,
             after,
         },
@@ -196,7 +213,7 @@ pub fn from_status(status: StatusCode, headers: &HeaderMap, body: &[u8], cx: &Co
             after,
         },
         _ => Failure::fatal(format!(
-            "the provider refused the request (HTTP {code}): {detail}"
+            "the provider refused the request (HTTP {code}; {detail})"
         )),
     }
 }
@@ -293,10 +310,13 @@ mod tests {
             );
             assert!(!f.retryable);
         }
-        let f = fail(400, r#"{"error":{"message":"temperature must be <= 2"}}"#);
+        let f = fail(
+            400,
+            r#"{"error":{"message":"temperature must be <= 2 (you sent sk-live-123)","type":"invalid_request_error","code":"bad temperature!"}}"#,
+        );
         assert_eq!(
-            f.message,
-            "the provider refused the request (HTTP 400): temperature must be <= 2"
+            f.message, "the provider refused the request (HTTP 400; invalid_request_error)",
+            "type and code only, never the upstream message"
         );
     }
 
@@ -313,7 +333,8 @@ mod tests {
             br#"{"error":{"message":"slow down"}}"#,
             &CX,
         );
-        assert!(f.retryable && f.message.ends_with("slow down"));
+        assert!(f.retryable && f.message.contains("HTTP 429"));
+        assert!(!f.message.contains("slow down"), "{}", f.message);
         let f = fail(
             429,
             r#"{"error":{"message":"You exceeded your quota","type":"insufficient_quota"}}"#,

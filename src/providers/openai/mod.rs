@@ -28,7 +28,11 @@ pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 /// An HTTP client for a provider. `timeout` bounds whole requests (for calls that answer
 /// at once; streaming calls are bounded by the reply's deadlines).
 pub fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+    // Never follow a redirect: a 307 would re-post the whole history (and the key) to
+    // wherever it points. A 3xx is an error like any other unexpected status.
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none());
     if let Some(t) = timeout {
         builder = builder.timeout(t);
     }

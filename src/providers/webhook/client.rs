@@ -23,7 +23,9 @@ pub struct PostError {
 
 /// An HTTP client for signed requests: bounded connect and request times.
 pub fn http_client() -> Result<reqwest::Client, String> {
+    // No redirects: a 307 would re-post the signed job and the history elsewhere.
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
         .timeout(REQUEST_TIMEOUT)
         .build()
@@ -55,8 +57,11 @@ async fn post_signed_as(
     for (name, value) in secret.headers(id, now_secs(), &body) {
         req = req.header(name, value);
     }
+    // Shown without user-info or query string, and never with the answer's body: both go
+    // to `reply.failed` and the log.
+    let shown = crate::providers::redact::shown_url(url);
     let resp = req.body(body).send().await.map_err(|e| PostError {
-        message: format!("cannot reach {url}: {}", without_url(&e)),
+        message: format!("cannot reach {shown}: {}", without_url(&e)),
         retryable: true,
         retry_after: None,
     })?;
@@ -66,10 +71,8 @@ async fn post_signed_as(
         return Ok(resp.bytes().await.unwrap_or_default());
     }
     let retry_after = crate::providers::retry_after::retry_after(resp.headers());
-    let text = resp.text().await.unwrap_or_default();
-    let text: String = text.chars().take(200).collect();
     Err(PostError {
-        message: format!("{url} answered {status}: {text}"),
+        message: format!("{shown} answered {status}"),
         retryable: status.is_server_error() || status.as_u16() == 429,
         retry_after,
     })

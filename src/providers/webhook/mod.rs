@@ -123,9 +123,10 @@ impl Provider for WebhookProvider {
             let (settings, http) = (settings.clone(), http.clone());
             async move {
                 let name = &settings.info.name;
-                jobs.register(name, &job_id, &owner)
-                    .await
-                    .map_err(|e| format!("cannot record the job: {e}"))?;
+                jobs.register(name, &job_id, &owner).await.map_err(|e| {
+                    tracing::debug!(error = %e, "cannot record a job");
+                    "cannot record the job: storage is unavailable".to_string()
+                })?;
                 let body = serde_json::to_vec(&job).map_err(|e| e.to_string())?;
                 client::post_signed_retrying(
                     &http,

@@ -37,12 +37,21 @@ pub(super) const UPDATE_MESSAGE: &str = "WITH owner AS \
     UPDATE messages SET text = $3, status = $4, error = $5 FROM owner \
     WHERE messages.id = $6 AND messages.conversation_id = owner.id";
 
-/// Binds: conversation, epoch, text, id.
+/// Binds: conversation, epoch, text (the part), id, offset.
 pub(super) const CHECKPOINT: &str = "WITH owner AS \
     (SELECT id FROM conversations WHERE id = $1 AND owner_epoch = $2 FOR SHARE) \
-    UPDATE messages SET text = $3 FROM owner \
-    WHERE messages.id = $4 AND messages.conversation_id = owner.id \
-    AND messages.status = 'streaming'";
+    INSERT INTO reply_parts (conversation_id, message_id, byte_offset, text) \
+    SELECT owner.id, $4, $5, $3 FROM owner JOIN messages m \
+    ON m.conversation_id = owner.id AND m.id = $4 AND m.status = 'streaming' \
+    ON CONFLICT DO NOTHING";
+
+/// Binds: conversation.
+pub(super) const PARTS: &str = "SELECT message_id, byte_offset, text FROM reply_parts \
+    WHERE conversation_id = $1 ORDER BY message_id, byte_offset";
+
+/// Binds: conversation, id.
+pub(super) const DROP_PARTS: &str =
+    "DELETE FROM reply_parts WHERE conversation_id = $1 AND message_id = $2";
 
 /// The row's own lock: a claim in flight is waited for, then the epoch re-checked.
 /// Binds: conversation, epoch, floor.

@@ -42,6 +42,11 @@ fn migrations() -> sqlx::migrate::Migrator {
             include_str!("../../../migrations/postgres/0001_init.sql"),
         ),
         migration(
+            2,
+            "reply parts",
+            include_str!("../../../migrations/postgres/0002_reply_parts.sql"),
+        ),
+        migration(
             4,
             "idempotency keys",
             include_str!("../../../migrations/postgres/0004_idempotency_keys.sql"),

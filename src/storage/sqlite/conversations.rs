@@ -35,10 +35,21 @@ pub(super) const UPDATE_MESSAGE: &str = "UPDATE messages SET text = ?3, status =
     WHERE id = ?6 AND conversation_id = ?1 \
     AND EXISTS (SELECT 1 FROM conversations WHERE id = ?1 AND owner_epoch = ?2)";
 
-/// Binds: conversation, epoch, text, id.
-pub(super) const CHECKPOINT: &str = "UPDATE messages SET text = ?3 \
-    WHERE id = ?4 AND conversation_id = ?1 AND status = 'streaming' \
-    AND EXISTS (SELECT 1 FROM conversations WHERE id = ?1 AND owner_epoch = ?2)";
+/// Binds: conversation, epoch, text (the part), id, offset.
+pub(super) const CHECKPOINT: &str = "INSERT INTO reply_parts \
+    (conversation_id, message_id, byte_offset, text) SELECT ?1, ?4, ?5, ?3 \
+    WHERE EXISTS (SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+    WHERE m.id = ?4 AND m.conversation_id = ?1 AND m.status = 'streaming' \
+    AND c.owner_epoch = ?2) \
+    ON CONFLICT DO NOTHING";
+
+/// Binds: conversation.
+pub(super) const PARTS: &str = "SELECT message_id, byte_offset, text FROM reply_parts \
+    WHERE conversation_id = ?1 ORDER BY message_id, byte_offset";
+
+/// Binds: conversation, id.
+pub(super) const DROP_PARTS: &str =
+    "DELETE FROM reply_parts WHERE conversation_id = ?1 AND message_id = ?2";
 
 /// Binds: conversation, epoch, floor.
 pub(super) const RESERVE_FLOOR: &str = "UPDATE conversations \

@@ -44,6 +44,11 @@ fn migrations() -> sqlx::migrate::Migrator {
             include_str!("../../../migrations/sqlite/0003_owner_epoch.sql"),
         ),
         migration(
+            4,
+            "reply parts",
+            include_str!("../../../migrations/sqlite/0004_reply_parts.sql"),
+        ),
+        migration(
             6,
             "idempotency keys",
             include_str!("../../../migrations/sqlite/0006_idempotency_keys.sql"),

@@ -1,7 +1,9 @@
 //! Receiving NLP provider webhooks: `POST /webhooks/openai` (OpenAI's events about
 //! background responses) and `POST /webhooks/nlp` (chatwire's callback protocol).
 //!
-//! Each request is, in order: size-limited (`Limits::max_webhook_bytes`); verified over
+//! Each request is, in order: refused (401) before its body is read if any of the three
+//! signature headers is missing; size- and time-limited (`Limits::max_webhook_bytes`,
+//! `--header-timeout-secs`); verified over
 //! its raw body with the Standard Webhooks headers against the secrets of the providers
 //! using that route (the matching secret tells which provider sent it); parsed into a
 //! typed callback (event types we do not act on are answered 2xx and dropped); deduped by
@@ -15,34 +17,25 @@ mod prune;
 pub use prune::spawn_pruner;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::body::read_bytes;
 use crate::conversation::ActorError;
 use crate::providers::callback::parse;
 use crate::providers::{CallbackAck, CallbackRoute, Route, RouteError};
 use crate::signature::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Signed, now_secs};
 use crate::web::error::AppError;
 
-pub async fn openai(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, AppError> {
-    receive(&state, CallbackRoute::OpenAi, &headers, body).await
+pub async fn openai(State(state): State<AppState>, req: Request) -> Result<Response, AppError> {
+    receive(&state, CallbackRoute::OpenAi, req).await
 }
 
-pub async fn nlp(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, AppError> {
-    receive(&state, CallbackRoute::Nlp, &headers, body).await
+pub async fn nlp(State(state): State<AppState>, req: Request) -> Result<Response, AppError> {
+    receive(&state, CallbackRoute::Nlp, req).await
 }
 
 fn answer(status: &'static str) -> Response {
@@ -52,21 +45,25 @@ fn answer(status: &'static str) -> Response {
 async fn receive(
     state: &AppState,
     route: CallbackRoute,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Result<Response, AppError> {
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::TooLarge("the webhook body is too large".into())
-        } else {
-            AppError::BadRequest(r.body_text())
-        }
-    })?;
     let endpoints = state.providers.endpoints(route);
     if endpoints.is_empty() {
         // No configured provider sends callbacks here.
         return Err(AppError::NotFound);
     }
+    // Unsigned: refused before a byte of the (up to 1 MiB) body is read.
+    let headers = req.headers().clone();
+    if [HEADER_ID, HEADER_TIMESTAMP, HEADER_SIGNATURE]
+        .iter()
+        .any(|h| !headers.contains_key(*h))
+    {
+        state.metrics.webhook_verification_failed();
+        return Err(AppError::InvalidSignature(
+            "missing webhook signature headers".into(),
+        ));
+    }
+    let body = read_bytes(req, state, "webhook").await?;
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let signed = Signed {
         id: text(HEADER_ID),

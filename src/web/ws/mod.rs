@@ -14,12 +14,13 @@ mod throttle;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::auth::{authorize, origin_allowed};
+use super::client::ClientAddr;
 use crate::web::error::AppError;
 use session::Session;
 
@@ -37,6 +38,7 @@ const MAX_WRITE_BUFFER: usize = 64 * 1024;
 pub async fn upgrade(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
@@ -61,6 +63,7 @@ pub async fn upgrade(
     let slot = conv
         .try_watch(state.config.limits.max_subscribers)
         .ok_or(AppError::TooManySubscribers)?;
+    let place = state.stream_place(client.as_deref())?;
     // Joined before the 101, so a busy conversation is a 503 rather than a dead socket, and
     // nothing announced between now and the first frame is missed.
     let presence = conv.join().await?;
@@ -79,7 +82,7 @@ pub async fn upgrade(
             // Counted in `chatwire_websockets_open` while the session runs.
             let open = metrics.websocket_opened();
             session.run(socket).await;
-            drop((slot, tracked, open));
+            drop((slot, place, tracked, open));
         })
         .into_response())
 }
