@@ -143,12 +143,62 @@ pub struct Args {
     /// Largest reply text, in bytes; past it the reply ends with `reply.failed`.
     #[arg(long, env = "CHATWIRE_MAX_REPLY_BYTES", default_value_t = 1024 * 1024)]
     pub max_reply_bytes: usize,
+    /// Conversations one owner (a browser session or a JWT's user) may create per minute
+    /// (429 with Retry-After beyond it), beside the per-address limits. 0 = no limit.
+    #[arg(
+        long,
+        env = "CHATWIRE_OWNER_CONVERSATIONS_PER_MINUTE",
+        default_value_t = 20
+    )]
+    pub owner_conversations_per_minute: u32,
+
+    /// Accept JWTs signed with HS256 by the secret in this environment variable (its name,
+    /// not the secret; at least 32 bytes). `Authorization: Bearer JWT` then acts as `sub`.
+    #[arg(long, env = "CHATWIRE_JWT_SECRET_ENV")]
+    pub jwt_secret_env: Option<String>,
+
+    /// Accept JWTs signed by this public key (PEM file; RSA: RS256, EC P-256: ES256).
+    #[arg(long, env = "CHATWIRE_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// When set, a JWT's `iss` must be exactly this.
+    #[arg(long, env = "CHATWIRE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// When set, a JWT's `aud` must contain this.
+    #[arg(long, env = "CHATWIRE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn jwt_options_read_the_secret_from_the_named_variable_and_check_the_key() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["chatwire"];
+            argv.extend_from_slice(extra);
+            Config::from_args(Args::try_parse_from(argv).unwrap())
+        };
+        let missing = parse(&["--jwt-secret-env", "CHATWIRE_TEST_NO_SUCH_VARIABLE"]);
+        assert!(missing.unwrap_err().to_string().contains("not set"));
+        let not_pem = parse(&["--jwt-public-key", "Cargo.toml"]);
+        assert!(
+            not_pem
+                .unwrap_err()
+                .to_string()
+                .contains("--jwt-public-key")
+        );
+        let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/keys/ec_public.pem");
+        let ok = parse(&["--jwt-public-key", pem, "--jwt-audience", "app"]).unwrap();
+        let shown = format!("{:?}", ok.jwt);
+        assert!(shown.contains("ES256") && shown.contains("app"), "{shown}");
+        let orphan = parse(&["--jwt-issuer", "x"]);
+        assert!(orphan.is_err(), "an issuer without a key");
+        assert!(parse(&[]).unwrap().jwt.is_none());
+    }
 
     #[test]
     fn every_limit_is_an_option_with_an_env_var() {

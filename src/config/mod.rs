@@ -6,6 +6,7 @@
 
 mod args;
 mod error;
+mod jwt;
 mod network;
 mod providers;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 pub use args::Args;
 pub use error::ConfigError;
+pub use jwt::JwtConfig;
 pub use network::{Cidr, Network};
 pub use providers::{ProviderConfig, parse_providers, secret};
 
@@ -36,6 +38,8 @@ pub struct Config {
     pub cluster: Option<ClusterOptions>,
     /// Connection timeouts and caps, trusted proxies, accepted hosts.
     pub network: Network,
+    /// JWT owners (`--jwt-*`): `None` when no key is configured.
+    pub jwt: Option<JwtConfig>,
 }
 
 /// How this node joins a cluster.
@@ -74,6 +78,7 @@ impl std::fmt::Debug for Config {
                 "redis",
                 &self.cluster.as_ref().map(|c| redact_url(&c.redis_url)),
             )
+            .field("jwt", &self.jwt)
             .finish()
     }
 }
@@ -96,6 +101,8 @@ pub struct Limits {
     pub messages_per_minute: u32,
     /// Requests per client address per minute (0 = no limit).
     pub requests_per_minute: u32,
+    /// Conversations one owner may create per minute (0 = no limit).
+    pub owner_conversations_per_minute: u32,
     /// Conversation actors in memory at once.
     pub max_conversations: usize,
     /// SSE streams and WebSocket sessions per conversation, together (each takes a place
@@ -124,6 +131,7 @@ impl Default for Limits {
             mailbox: 256,
             messages_per_minute: 30,
             requests_per_minute: 600,
+            owner_conversations_per_minute: 20,
             max_conversations: 10_000,
             max_subscribers: 32,
             rate_limit_keys: 100_000,
@@ -180,6 +188,7 @@ impl Config {
             max_body_bytes: args.max_body_bytes,
             messages_per_minute: args.messages_per_minute,
             requests_per_minute: args.requests_per_minute,
+            owner_conversations_per_minute: args.owner_conversations_per_minute,
             max_conversations: args.max_conversations,
             max_subscribers: args.max_subscribers,
             ws_ping: Duration::from_secs(args.ws_ping_secs.max(1)),
@@ -228,12 +237,14 @@ impl Config {
                 "--lease-ms must be at least 300".into(),
             ));
         }
+        let jwt = jwt_config(&args)?;
         let cluster = args.redis.map(|redis_url| ClusterOptions {
             redis_url,
             node_id: args.node_id.unwrap_or_else(default_node_id),
             lease: Duration::from_millis(args.lease_ms),
         });
         Ok(Config {
+            jwt,
             cluster,
             addr: args.addr,
             db: args.db,
@@ -261,6 +272,7 @@ impl Config {
             limits: Limits {
                 messages_per_minute: 1_000_000,
                 requests_per_minute: 1_000_000,
+                owner_conversations_per_minute: 1_000_000,
                 ..Limits::default()
             },
             idle_timeout: Duration::from_secs(300),
@@ -269,8 +281,43 @@ impl Config {
             public_url: None,
             cluster: None,
             network: Network::default(),
+            jwt: None,
         }
     }
+
+    /// Is the public URL https (so cookies are `Secure` and `__Host-` prefixed)?
+    pub fn https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+/// Reads the JWT options: the secret from the named environment variable, the key file.
+fn jwt_config(args: &Args) -> Result<Option<JwtConfig>, ConfigError> {
+    let secret = match &args.jwt_secret_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "--jwt-secret-env: the environment variable `{var}` is not set"
+            ))
+        })?),
+        None => None,
+    };
+    let pem = match &args.jwt_public_key {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "--jwt-public-key: cannot read {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    JwtConfig::new(
+        secret.as_deref().map(str::as_bytes),
+        pem.as_deref(),
+        args.jwt_issuer.clone(),
+        args.jwt_audience.clone(),
+    )
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use publisher::Publisher;
 
 mod caps;
 mod durability;
+mod manage;
 mod operations;
 mod owner;
 mod publisher;
@@ -124,6 +125,8 @@ pub(crate) struct Actor {
     /// The lease was lost: stop at once and write nothing more.
     lost: bool,
     reply_caps: ReplyCaps,
+    /// The conversation was deleted: stop at once, nothing left to write.
+    deleted: bool,
 }
 
 /// The next event of the reply in progress (its deadline first: a provider that is always
@@ -168,6 +171,7 @@ impl Actor {
         let handle = ConversationHandle {
             id: id.clone(),
             token_hash: stored.token_hash.into(),
+            owner: stored.owner.map(Into::into),
             provider: provider.info().name.clone().into(),
             tx,
             cancel: done.clone(),
@@ -203,6 +207,7 @@ impl Actor {
             link: owner.map(|o| OwnerLink::new(o, floor)),
             lost: false,
             reply_caps: env.reply_caps,
+            deleted: false,
         };
         if actor.link.is_some() {
             actor.events.keep_outbox();
@@ -355,6 +360,14 @@ impl Actor {
                 self.presence.typing(&participant, active, Instant::now());
             }
             Command::Retire => return Flow::Stop,
+            Command::Rename { title, reply } => {
+                let _ = reply.send(self.rename(&title).await);
+            }
+            Command::Delete { reply } => {
+                let (result, flow) = self.delete().await;
+                let _ = reply.send(result);
+                return flow;
+            }
             Command::ProviderCallback {
                 reply_id,
                 callback,
@@ -434,6 +447,17 @@ impl Actor {
     /// hint, and the next actor starts from storage, marks the reply failed with its last
     /// checkpoint and numbers events above the reserved floor.
     async fn stop(&mut self) {
+        if self.deleted {
+            // Nothing is left to store; streams end now, a request after this finds nothing.
+            self.reply = None;
+            self.shared.replying.store(false, Ordering::Release);
+            if let Some(link) = self.link.as_ref() {
+                link.announce_deleted(&self.id).await;
+                link.release(&self.id).await;
+            }
+            self.life.done.cancel();
+            return;
+        }
         if self.halted() {
             // Another node owns the conversation (the lease was lost or a write was
             // fenced), or storage failed: drop the reply (cancelling upstream) and leave

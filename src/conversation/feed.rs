@@ -5,6 +5,8 @@
 //! Streams hold the feed, not the actor: an owner can idle out or move to another node
 //! while streams stay open. When the relay reports lost ids the feed closes, its streams
 //! end with a `retry:` hint, and their clients resume (getting a `sync` if they must).
+//! When the conversation is deleted (its owner says so on the presence channel) the feed
+//! closes too, and its clients' next attempt finds nothing (404).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -131,6 +133,8 @@ async fn pump(
                 Ok(RelayItem::Lost) | Err(_) => break,
             },
             p = presence_in.recv() => match p {
+                // Deleted by its owner: the streams of it end here too.
+                Ok(json) if json.as_ref() == crate::cluster::presence::DELETED => break,
                 Ok(json) => {
                     if let Some(frame) = PresenceFrame::from_json(&json) {
                         let _ = presence.send(frame);

@@ -67,6 +67,24 @@ pub enum Refusal {
     NotUserMessage,
 }
 
+/// Who asks to use a conversation: the holder of its token, or an owner (a browser
+/// session's or a verified JWT's).
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Token(String),
+    Owner(String),
+}
+
+impl Caller {
+    /// Does this caller's credential open a conversation with this token hash and owner?
+    pub fn admitted(&self, token_hash: &str, owner: Option<&str>) -> bool {
+        match self {
+            Caller::Token(t) => crate::ids::token_matches(t, token_hash),
+            Caller::Owner(o) => owner == Some(o.as_str()),
+        }
+    }
+}
+
 /// How many posted messages may wait for their reply (`if_busy: "queue"`).
 pub const MAX_QUEUED: usize = 8;
 
@@ -188,6 +206,15 @@ pub(crate) enum Command {
     },
     /// Stop now: the registry has chosen this idle actor to make room.
     Retire,
+    /// Give the conversation this title.
+    Rename {
+        title: String,
+        reply: oneshot::Sender<Result<(), ActorError>>,
+    },
+    /// Remove the conversation from storage and stop (its streams end).
+    Delete {
+        reply: oneshot::Sender<Result<(), ActorError>>,
+    },
 }
 
 /// What the actor and every handle of one conversation share.
@@ -232,6 +259,8 @@ pub(crate) fn watch_slot(shared: &Arc<Shared>, max: usize) -> Option<WatchSlot> 
 pub(crate) struct ConversationHandle {
     pub(crate) id: Arc<str>,
     pub(crate) token_hash: Arc<str>,
+    /// Whose the conversation is (`None`: its token is the only credential).
+    pub(crate) owner: Option<Arc<str>>,
     pub(crate) provider: Arc<str>,
     pub(crate) tx: mpsc::Sender<Command>,
     /// Cancelled by the actor when it stops (also at shutdown), after its last frames:
@@ -268,9 +297,9 @@ impl ConversationHandle {
         &self.provider
     }
 
-    /// Does `token` open this conversation? (Constant time.)
-    pub fn token_matches(&self, token: &str) -> bool {
-        crate::ids::token_matches(token, &self.token_hash)
+    /// May `caller` use this conversation? (A token is compared in constant time.)
+    pub fn admits(&self, caller: &Caller) -> bool {
+        caller.admitted(&self.token_hash, self.owner.as_deref())
     }
 
     /// Ended when the actor stops or the server shuts down.
@@ -390,6 +419,16 @@ impl ConversationHandle {
             ack,
         })
         .await
+    }
+
+    /// Renames the conversation.
+    pub async fn rename(&self, title: String) -> Result<(), ActorError> {
+        self.ask(|reply| Command::Rename { title, reply }).await?
+    }
+
+    /// Deletes the conversation; its actor stops once it is gone from storage.
+    pub async fn delete(&self) -> Result<(), ActorError> {
+        self.ask(|reply| Command::Delete { reply }).await?
     }
 
     /// Reports a participant typing or not. Dropped when the actor is busy: typing is

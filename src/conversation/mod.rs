@@ -17,7 +17,7 @@ mod service;
 
 pub use events::Frame;
 pub use handle::{
-    ActorError, IfBusy, MAX_QUEUED, Posted, Refusal, Snapshot, Subscription, WatchSlot,
+    ActorError, Caller, IfBusy, MAX_QUEUED, Posted, Refusal, Snapshot, Subscription, WatchSlot,
 };
 pub use presence::{BotState, Presence, PresenceFrame};
 pub use registry::CreateError;

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::actor::{Actor, ActorEnv, OwnerStart, Supervisor};
-use super::handle::{ActorError, Command, ConversationHandle};
+use super::handle::{ActorError, Caller, Command, ConversationHandle};
 use crate::cluster::{Cluster, lease, log};
 use crate::config::Limits;
 use crate::metrics::Metrics;
@@ -179,6 +179,7 @@ impl Registry {
     pub async fn create(
         &self,
         provider: Option<&str>,
+        owned_by: Option<&str>,
     ) -> Result<(ConversationHandle, String), CreateError> {
         let provider = match provider {
             Some(name) => self
@@ -200,7 +201,13 @@ impl Registry {
         let name = provider.info().name.clone();
         self.env
             .store
-            .create_conversation(&id, &token_hash, &name, now)
+            .create_owned_conversation(crate::storage::NewConversation {
+                id: &id,
+                token_hash: &token_hash,
+                provider: &name,
+                created_at: now,
+                owner: owned_by,
+            })
             .await?;
         // Cluster mode: the lease, then the epoch (as for any start, see `find`).
         let owner = match self.cluster.get() {
@@ -225,6 +232,7 @@ impl Registry {
             id,
             token_hash,
             provider: name,
+            owner: owned_by.map(str::to_string),
             created_at: now,
             event_id_floor: 1,
             owner_epoch,
@@ -251,14 +259,15 @@ impl Registry {
         }
     }
 
-    /// Like [`Registry::get`], for a caller presenting `token`: a wrong token is
-    /// `NotFound`, and is found out before any actor is started, so strangers cannot
-    /// wake conversations (or push others out of memory).
-    pub(crate) async fn open(&self, id: &str, token: &str) -> Result<Found, ActorError> {
-        self.find(id, Some(token)).await
+    /// Like [`Registry::get`], for `caller`: a wrong token or another owner is
+    /// `NotFound`, found out from the conversation's credential alone (no history is
+    /// loaded, no actor started), so strangers cannot wake conversations (or push others
+    /// out of memory).
+    pub(crate) async fn open(&self, id: &str, caller: &Caller) -> Result<Found, ActorError> {
+        self.find(id, Some(caller)).await
     }
 
-    async fn find(&self, id: &str, token: Option<&str>) -> Result<Found, ActorError> {
+    async fn find(&self, id: &str, token: Option<&Caller>) -> Result<Found, ActorError> {
         for _ in 0..4 {
             match self.lookup(id, token)? {
                 Lookup::Live(handle) => return Ok(Found::Local(handle)),
@@ -284,11 +293,8 @@ impl Registry {
                 Lookup::Absent => {}
             }
             let store = &self.env.store;
-            let stored = store
-                .load_conversation(id)
-                .await?
-                .ok_or(ActorError::NotFound)?;
-            if token.is_some_and(|t| !crate::ids::token_matches(t, &stored.token_hash)) {
+            let access = store.access(id).await?.ok_or(ActorError::NotFound)?;
+            if token.is_some_and(|c| !c.admitted(&access.token_hash, access.owner.as_deref())) {
                 return Err(ActorError::NotFound);
             }
             // Cluster mode: the lease first (CLUSTER.md), or the node that holds it.
@@ -300,7 +306,7 @@ impl Registry {
                         Ok(Some(node)) if node != *c.node_id => {
                             return Ok(Found::Elsewhere {
                                 node,
-                                provider: stored.provider,
+                                provider: access.provider,
                             });
                         }
                         // Just released, or ours from a predecessor stopping: try again.
@@ -354,11 +360,11 @@ impl Registry {
     }
 
     /// What the table holds for conversation `id` (checking `token` against a live actor).
-    fn lookup(&self, id: &str, token: Option<&str>) -> Result<Lookup, ActorError> {
+    fn lookup(&self, id: &str, token: Option<&Caller>) -> Result<Lookup, ActorError> {
         let mut table = self.table();
         match table.entries.get_mut(id) {
             Some(Entry::Live { handle, last_used }) if handle.is_alive() => {
-                if token.is_some_and(|t| !handle.token_matches(t)) {
+                if token.is_some_and(|c| !handle.admits(c)) {
                     return Err(ActorError::NotFound);
                 }
                 *last_used = Instant::now();

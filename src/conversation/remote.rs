@@ -50,6 +50,13 @@ pub(crate) enum Op {
     Join {
         id: String,
     },
+    Rename {
+        id: String,
+        title: String,
+    },
+    Delete {
+        id: String,
+    },
     /// A verified, deduped provider callback that reached another node's webhook route.
     Callback {
         id: String,
@@ -68,6 +75,8 @@ impl Op {
             | Op::Typing { id, .. }
             | Op::Snapshot { id }
             | Op::Join { id }
+            | Op::Rename { id, .. }
+            | Op::Delete { id }
             | Op::Callback { id, .. } => id,
         }
     }
@@ -378,6 +387,12 @@ async fn answer(registry: &Registry, request: &Request) -> Result<Vec<u8>, &'sta
         Op::Snapshot { .. } => {
             let s = handle.snapshot().await.map_err(|e| error_code(&e))?;
             serde_json::to_vec(&WireSnapshot::from(s))
+        }
+        Op::Rename { title, .. } => {
+            serde_json::to_vec(&handle.rename(title).await.map_err(|e| error_code(&e))?)
+        }
+        Op::Delete { .. } => {
+            serde_json::to_vec(&handle.delete().await.map_err(|e| error_code(&e))?)
         }
         Op::Callback {
             reply_id, callback, ..

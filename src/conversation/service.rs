@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::events::Event;
 use super::feed::{Feed, Feeds};
 use super::handle::{
-    ActorError, ConversationHandle, IfBusy, Posted, Snapshot, Subscription, WatchSlot, watch_slot,
+    ActorError, Caller, ConversationHandle, IfBusy, Posted, Snapshot, Subscription, WatchSlot,
+    watch_slot,
 };
 use super::presence::Presence;
 use super::registry::{CreateError, Found, Registry};
@@ -106,13 +107,14 @@ impl Conversations {
         }
     }
 
-    /// Creates a conversation with the named provider (or the default). Returns it and
-    /// its token (shown to the client once, stored only as a hash).
+    /// Creates a conversation with the named provider (or the default), belonging to
+    /// `owner`. Returns it and its token (shown to the client once, stored only as a hash).
     pub async fn create(
         &self,
         provider: Option<&str>,
+        owner: Option<&str>,
     ) -> Result<(ConversationRef, String), CreateError> {
-        let (handle, token) = self.local.create(provider).await?;
+        let (handle, token) = self.local.create(provider, owner).await?;
         match &self.cluster {
             None => Ok((ConversationRef::local(handle), token)),
             Some(side) => {
@@ -126,10 +128,10 @@ impl Conversations {
         }
     }
 
-    /// Conversation `id` for a caller presenting `token`. A wrong token is `NotFound`,
+    /// Conversation `id` for `caller`. A wrong token or another owner is `NotFound`,
     /// found out before anything is started, so strangers cannot wake conversations.
-    pub async fn open(&self, id: &str, token: &str) -> Result<ConversationRef, ActorError> {
-        let found = self.local.open(id, token).await?;
+    pub async fn open(&self, id: &str, caller: &Caller) -> Result<ConversationRef, ActorError> {
+        let found = self.local.open(id, caller).await?;
         self.wrap(id, found).await
     }
 
@@ -433,6 +435,57 @@ impl ConversationRef {
                     }
                 })
                 .await
+            }
+        }
+    }
+
+    /// Renames the conversation (its actor stores the title).
+    pub async fn rename(&self, title: String) -> Result<(), ActorError> {
+        match &self.owner {
+            Owner::Local(h) => h.rename(title).await,
+            Owner::Cluster(c) => {
+                let rpc = &c.side.cluster.rpc;
+                c.with_owner(|t| {
+                    let title = title.clone();
+                    async move {
+                        match t {
+                            Target::Local(h) => h.rename(title).await,
+                            Target::Remote(node) => {
+                                let op = Op::Rename {
+                                    id: c.id.to_string(),
+                                    title,
+                                };
+                                remote::call(rpc, &node, &op).await
+                            }
+                        }
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    /// Deletes the conversation: gone from storage, its owner stops and its streams end.
+    pub async fn delete(&self) -> Result<(), ActorError> {
+        match &self.owner {
+            Owner::Local(h) => h.delete().await,
+            Owner::Cluster(c) => {
+                let rpc = &c.side.cluster.rpc;
+                c.with_owner(|t| async move {
+                    match t {
+                        Target::Local(h) => h.delete().await,
+                        Target::Remote(node) => {
+                            let op = Op::Delete {
+                                id: c.id.to_string(),
+                            };
+                            remote::call(rpc, &node, &op).await
+                        }
+                    }
+                })
+                .await?;
+                // This node's streams of it end now (the owner's end with its actor).
+                c.feed.ended.cancel();
+                Ok(())
             }
         }
     }

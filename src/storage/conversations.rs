@@ -14,6 +14,8 @@ pub struct StoredConversation {
     pub id: String,
     pub token_hash: String,
     pub provider: String,
+    /// Whose it is (`None`: reachable by its token only).
+    pub owner: Option<String>,
     pub created_at: i64,
     pub event_id_floor: u64,
     /// The epoch of its latest [`Store::claim`] (0: never claimed).
@@ -48,7 +50,7 @@ impl Store {
         dispatch!(self, b => b.mark_abandoned_replies().await)
     }
 
-    /// Creates a conversation (epoch 0: nobody has claimed it yet).
+    /// Creates a conversation nobody owns (epoch 0: nobody has claimed it yet).
     pub async fn create_conversation(
         &self,
         id: &str,
@@ -56,7 +58,14 @@ impl Store {
         provider: &str,
         created_at: i64,
     ) -> Result<(), StoreError> {
-        dispatch!(self, b => b.create_conversation(id, token_hash, provider, created_at).await)
+        self.create_owned_conversation(super::NewConversation {
+            id,
+            token_hash,
+            provider,
+            created_at,
+            owner: None,
+        })
+        .await
     }
 
     /// Takes ownership of a conversation: adds one to its `owner_epoch` and returns the
@@ -74,7 +83,9 @@ impl Store {
         dispatch!(self, b => b.load_conversation(id).await)
     }
 
-    /// Stores a new message at position `seq` of its conversation. Fenced by `epoch`.
+    /// Stores a new message at position `seq` of its conversation. Fenced by `epoch`. A
+    /// user message also moves the conversation up its owner's list and, if it has no
+    /// title yet, gives it one (`touch_conversation`).
     pub async fn insert_message(
         &self,
         conversation_id: &str,
@@ -82,7 +93,11 @@ impl Store {
         seq: usize,
         m: &Message,
     ) -> Result<(), StoreError> {
-        dispatch!(self, b => b.insert_message(conversation_id, epoch, seq, m).await)
+        dispatch!(self, b => b.insert_message(conversation_id, epoch, seq, m).await)?;
+        if m.role == crate::chat::Role::User {
+            self.user_message_stored(conversation_id, epoch, m).await?;
+        }
+        Ok(())
     }
 
     /// Stores a new message right after message `after_id` (a queued message's reply),

@@ -41,7 +41,8 @@ impl Store {
     }
 
     /// Stores user message `m` at position `seq` together with its key's answer, in one
-    /// transaction, fenced by `epoch`; prunes the conversation's old keys.
+    /// transaction, fenced by `epoch`; prunes the conversation's old keys. Like
+    /// `insert_message`, it moves the conversation up its owner's list (and names it).
     pub async fn insert_keyed_message(
         &self,
         conversation_id: &str,
@@ -51,7 +52,8 @@ impl Store {
         post: &KeyedPost,
     ) -> Result<(), StoreError> {
         let cutoff = m.created_at - i64::try_from(KEY_TTL.as_millis()).unwrap_or(i64::MAX);
-        dispatch!(self, b => b.insert_keyed_message(conversation_id, epoch, seq, m, post, cutoff).await)
+        dispatch!(self, b => b.insert_keyed_message(conversation_id, epoch, seq, m, post, cutoff).await)?;
+        self.user_message_stored(conversation_id, epoch, m).await
     }
 }
 

@@ -8,9 +8,10 @@
 //! of operations and never learns which backend runs; [`StoreError`] means the same on both.
 //!
 //! This file opens the database; the operations are grouped as the tables are:
-//! [`conversations`] (conversations, messages, event numbers, the replay window, ownership)
-//! [`webhooks`] (webhook receipts, provider jobs) and [`idempotency`] (the keys of posted
-//! messages). Each backend keeps its queries with
+//! [`conversations`] (conversations, messages, event numbers, the replay window, ownership),
+//! [`owners`] (whose a conversation is, the owner's list, titles, renames, deletes, browser
+//! sessions), [`webhooks`] (webhook receipts, provider jobs) and [`idempotency`] (the keys
+//! of posted messages). Each backend keeps its queries with
 //! its tables in `sqlite/` and `postgres/` (the Rust that binds and decodes the queries
 //! both have is written once, in `queries`); [`Store`] dispatches to one of them.
 //!
@@ -38,6 +39,7 @@ mod conversations;
 mod edits;
 mod error;
 mod idempotency;
+mod owners;
 mod postgres;
 mod queries;
 mod sqlite;
@@ -51,6 +53,9 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 pub use conversations::{Epoch, StoredConversation, StoredEvent};
 pub use error::StoreError;
 pub use idempotency::{KEEP_KEYS, KEY_TTL, KeyedPost};
+pub use owners::{
+    Access, DEFAULT_TITLE_CHARS, ListCursor, NewConversation, Summary, default_title,
+};
 
 /// A cloneable handle to the database: one of the two backends.
 #[derive(Debug, Clone)]

@@ -46,23 +46,6 @@ macro_rules! shared_queries {
                 Ok(done.rows_affected())
             }
 
-            pub(in crate::storage) async fn create_conversation(
-                &self,
-                id: &str,
-                token_hash: &str,
-                provider: &str,
-                created_at: i64,
-            ) -> Result<(), crate::storage::StoreError> {
-                sqlx::query($conv::CREATE)
-                    .bind(id)
-                    .bind(token_hash)
-                    .bind(provider)
-                    .bind(created_at)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
-
             pub(in crate::storage) async fn claim(
                 &self,
                 id: &str,
@@ -121,6 +104,7 @@ macro_rules! shared_queries {
                     id: row.try_get("id")?,
                     token_hash: row.try_get("token_hash")?,
                     provider: row.try_get("provider")?,
+                    owner: row.try_get("owner")?,
                     created_at: row.try_get("created_at")?,
                     event_id_floor: floor.max(1) as u64,
                     owner_epoch: crate::storage::Epoch(row.try_get("owner_epoch")?),

@@ -4,14 +4,16 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use super::auth::{authorize, set_cookie};
+use super::auth::authorize;
 use super::body::JsonBody;
+use super::origin::check_origin;
+use super::session::{anonymous_owner, owner_of, start_anonymous};
 use crate::conversation::{ConversationRef, CreateError, IfBusy, Snapshot};
 use crate::web::error::AppError;
 
@@ -75,31 +77,59 @@ pub async fn providers(State(state): State<AppState>) -> Response {
     Json(list).into_response()
 }
 
-/// Creates a conversation and answers with its id and token, plus the browser cookie.
+/// Creates a conversation for the caller's owner and answers with its id and token. A
+/// caller with no owner credential gets a new anonymous owner and its session cookie
+/// (never a cookie per conversation).
 pub async fn create(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<CreateBody>,
+    headers: HeaderMap,
+    body: Result<JsonBody<CreateBody>, AppError>,
 ) -> Result<Response, AppError> {
-    let (conv, token) = create_conversation(&state, body.provider.as_deref()).await?;
+    let owner = owner_of(&state, &headers).await?;
+    let JsonBody(body) = body?;
+    let (owner, anonymous) = match owner {
+        Some(o) => {
+            if o.by_cookie {
+                check_origin(&state, &headers)?;
+            }
+            (o.owner, false)
+        }
+        None => (anonymous_owner(), true),
+    };
+    owner_rate_limit(&state, &owner)?;
+    let (conv, token) = create_conversation(&state, body.provider.as_deref(), &owner).await?;
+    // The session is stored once there is something for it to own.
+    let new_session = match anonymous {
+        true => Some(start_anonymous(&state, &owner).await?),
+        false => None,
+    };
     let mut resp = (
         StatusCode::CREATED,
         Json(json!({"id": conv.id(), "token": token, "provider": conv.provider()})),
     )
         .into_response();
-    set_cookie_header(&mut resp, conv.id(), &token);
+    if let Some(cookie) = new_session {
+        resp.headers_mut().append(header::SET_COOKIE, cookie);
+    }
     Ok(resp)
 }
 
-pub(super) async fn create_conversation(
+/// Conversations one owner may create per minute (`--owner-conversations-per-minute`).
+fn owner_rate_limit(state: &AppState, owner: &str) -> Result<(), AppError> {
+    super::limit::check(&state.limits.per_owner, &owner.into())
+}
+
+async fn create_conversation(
     state: &AppState,
     provider: Option<&str>,
+    owner: &str,
 ) -> Result<(ConversationRef, String), AppError> {
     if state.shutdown.is_cancelled() {
         return Err(AppError::ShuttingDown);
     }
     state
         .conversations
-        .create(provider)
+        .create(provider, Some(owner))
         .await
         .map_err(|e| match e {
             CreateError::UnknownProvider(name) => {
@@ -110,12 +140,6 @@ pub(super) async fn create_conversation(
             CreateError::Unavailable => AppError::Busy,
             CreateError::Storage(e) => e.into(),
         })
-}
-
-pub(super) fn set_cookie_header(resp: &mut Response, id: &str, token: &str) {
-    if let Ok(v) = HeaderValue::from_str(&set_cookie(id, token)) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
 }
 
 pub async fn get(
@@ -165,13 +189,7 @@ pub async fn post_message(
 
 /// Every operation that starts a reply counts against the conversation's rate limit.
 fn rate_limit(state: &AppState, conv: &ConversationRef) -> Result<(), AppError> {
-    state
-        .limits
-        .per_conversation
-        .check(&conv.shared_id())
-        .map_err(|wait| AppError::TooManyRequests {
-            retry_after_secs: super::limit::retry_after_secs(wait),
-        })
+    super::limit::check(&state.limits.per_conversation, &conv.shared_id())
 }
 
 /// `POST …/regenerate`: the last assistant reply is replaced by a new one (409 if there

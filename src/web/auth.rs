@@ -1,66 +1,42 @@
-//! Who may use a conversation: the holder of its token, as `Authorization: Bearer TOKEN`
-//! or as the `cw_{id}` cookie set when the conversation was created.
+//! Who may use a conversation: the holder of its token (`Authorization: Bearer TOKEN`, or
+//! a `cw_{id}` cookie set by earlier versions, still honoured but never set again), or its
+//! owner (a verified JWT, or the browser's session cookie; see `session`).
 //!
-//! A missing credential is 401; an unknown id and a wrong token are both 404, so nothing
-//! tells an outsider whether a conversation exists. Requests that change state with the
-//! cookie must come from an allowed `Origin` (no cross-site posting or stopping).
+//! A missing credential is 401 (a bad JWT: 401 `invalid_token`); an unknown id, a wrong
+//! token and another owner's conversation are all 404, so nothing tells an outsider
+//! whether a conversation exists. The credential is checked before any history is loaded
+//! or any actor started. Requests that change state with a cookie must come from an
+//! allowed `Origin` (no cross-site posting, stopping, renaming or deleting).
 
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 
 use super::AppState;
-use crate::conversation::{ActorError, ConversationRef};
+use super::jwt;
+use super::origin::check_origin;
+use super::session::{bearer, cookie, session_owner};
+use crate::conversation::{ActorError, Caller, ConversationRef};
 use crate::web::error::AppError;
 
-/// The cookie that carries a conversation's token in the browser.
-pub fn cookie_name(id: &str) -> String {
-    format!("cw_{id}")
-}
-
-/// `Set-Cookie` value for a new conversation (HttpOnly, SameSite=Lax, a year).
-pub fn set_cookie(id: &str, token: &str) -> String {
-    format!(
-        "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000",
-        cookie_name(id)
-    )
-}
-
-enum Credential {
-    Bearer(String),
-    Cookie(String),
-}
-
-fn credential(id: &str, headers: &HeaderMap) -> Option<Credential> {
-    if let Some(v) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        && let Some(t) = v.strip_prefix("Bearer ")
-    {
-        return Some(Credential::Bearer(t.trim().to_string()));
+/// The caller's credential for conversation `id`, and whether a cookie carried it.
+async fn caller(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<(Caller, bool), AppError> {
+    if let Some(token) = bearer(headers) {
+        if jwt::looks_like_jwt(token) {
+            let v = jwt::verify(state.config.jwt.as_ref(), token)?;
+            return Ok((Caller::Owner(v.owner), false));
+        }
+        return Ok((Caller::Token(token.to_string()), false));
     }
-    let name = cookie_name(id);
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| Credential::Cookie(v.to_string()))
-}
-
-/// Is `origin` this server's own (by the `Host` it was reached at) or a configured one?
-pub fn origin_allowed(state: &AppState, headers: &HeaderMap, origin: &str) -> bool {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let own = !host.is_empty()
-        && (origin == format!("http://{host}") || origin == format!("https://{host}"));
-    own || state
-        .config
-        .allowed_origins
-        .iter()
-        .any(|o| o.trim_end_matches('/') == origin)
+    if let Some(token) = cookie(headers, &format!("cw_{id}")) {
+        return Ok((Caller::Token(token.to_string()), true));
+    }
+    match session_owner(state, headers).await? {
+        Some(o) => Ok((Caller::Owner(o.owner), true)),
+        None => Err(AppError::Unauthorized),
+    }
 }
 
 /// Checks the caller's credential for conversation `id` and returns the conversation.
@@ -71,28 +47,17 @@ pub async fn authorize(
     headers: &HeaderMap,
     changes_state: bool,
 ) -> Result<ConversationRef, AppError> {
-    let cred = credential(id, headers).ok_or(AppError::Unauthorized)?;
+    let (caller, by_cookie) = caller(state, id, headers).await?;
     if !crate::ids::is_plausible_id(id) {
         return Err(AppError::NotFound);
     }
-    let (token, by_cookie) = match &cred {
-        Credential::Bearer(t) => (t, false),
-        Credential::Cookie(t) => (t, true),
-    };
-    // The token is checked (in constant time) before any actor is started.
-    let conv = match state.conversations.open(id, token).await {
-        Ok(h) => h,
+    let conv = match state.conversations.open(id, &caller).await {
+        Ok(conv) => conv,
         Err(ActorError::NotFound) => return Err(AppError::NotFound),
         Err(e) => return Err(e.into()),
     };
     if by_cookie && changes_state {
-        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
-        // Browsers send Origin on every cross-site POST; its absence means no browser.
-        if let Some(origin) = origin
-            && !origin_allowed(state, headers, origin)
-        {
-            return Err(AppError::ForbiddenOrigin);
-        }
+        check_origin(state, headers)?;
     }
     Ok(conv)
 }

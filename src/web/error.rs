@@ -22,6 +22,9 @@ pub enum AppError {
     MethodNotAllowed,
     #[error("missing or wrong credential")]
     Unauthorized,
+    /// A JWT that is malformed, wrongly signed, expired, or not for this server.
+    #[error("the token is invalid or expired")]
+    InvalidToken,
     /// A webhook that is unsigned, wrongly signed or stale.
     #[error("webhook refused: {0}")]
     InvalidSignature(String),
@@ -69,6 +72,7 @@ impl AppError {
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             AppError::InvalidSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             AppError::ForbiddenOrigin => (StatusCode::FORBIDDEN, "forbidden_origin"),
             AppError::UnsupportedMediaType => {

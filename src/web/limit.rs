@@ -101,6 +101,15 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
+/// Checks `key` against `limiter`: 429 with `Retry-After` when it has no allowance left.
+pub fn check<K: Hash + Eq + Clone>(limiter: &RateLimiter<K>, key: &K) -> Result<(), AppError> {
+    limiter
+        .check(key)
+        .map_err(|wait| AppError::TooManyRequests {
+            retry_after_secs: retry_after_secs(wait),
+        })
+}
+
 /// Whole seconds for `Retry-After`, at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)

@@ -20,10 +20,14 @@ mod caps;
 mod client;
 pub(crate) mod error;
 mod hosts;
+mod jwt;
 mod limit;
 mod metrics;
+mod origin;
+mod owned;
 mod pages;
 mod serve;
+mod session;
 mod sse;
 mod webhooks;
 mod ws;
@@ -79,6 +83,8 @@ pub(crate) struct Limiters {
     pub per_conversation: limit::RateLimiter<Arc<str>>,
     /// Open event streams and WebSockets per client address, over all conversations.
     pub streams: caps::Caps,
+    /// Conversations created per owner.
+    pub per_owner: limit::RateLimiter<Arc<str>>,
 }
 
 impl Limiters {
@@ -89,6 +95,10 @@ impl Limiters {
             per_client: limit::RateLimiter::new(limits.requests_per_minute, limits.rate_limit_keys),
             per_conversation: limit::RateLimiter::new(
                 limits.messages_per_minute,
+                limits.rate_limit_keys,
+            ),
+            per_owner: limit::RateLimiter::new(
+                limits.owner_conversations_per_minute,
                 limits.rate_limit_keys,
             ),
         }
@@ -131,8 +141,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/api/providers", get(api::providers))
-        .route("/api/conversations", post(api::create))
-        .route("/api/conversations/{id}", get(api::get))
+        .route("/api/session", post(session::create).delete(session::end))
+        .route("/api/conversations", post(api::create).get(owned::list))
+        .route(
+            "/api/conversations/{id}",
+            get(api::get).patch(owned::rename).delete(owned::delete),
+        )
         .route("/api/conversations/{id}/messages", post(api::post_message))
         .route("/api/conversations/{id}/interrupt", post(api::interrupt))
         .route("/api/conversations/{id}/regenerate", post(api::regenerate))

@@ -1,16 +1,16 @@
-//! The chat page: `GET /` starts a conversation and moves to `/c/{id}`, which renders the
-//! history on the server (plain text, one message markup in `templates/message.html`); the
+//! The chat page: `GET /` opens an empty new chat and stores nothing (the page creates
+//! the conversation with its first message and moves to `/c/{id}`); `/c/{id}` renders the
+//! history on the server for its owner (plain text, one message markup in `templates/message.html`); the
 //! page's scripts, style and vendored libraries are compiled into the binary.
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
-use super::api::{create_conversation, set_cookie_header};
 use super::auth::authorize;
 use crate::providers::ProviderInfo;
 use crate::web::error::AppError;
@@ -92,17 +92,33 @@ pub struct StartQuery {
     provider: Option<String>,
 }
 
-/// Starts a conversation (with `?provider=NAME` or the default) and moves to its page.
+/// An empty new chat (with `?provider=NAME` picked, or the default). Nothing is stored:
+/// the page creates the conversation when its first message is sent.
 pub async fn start(
     State(state): State<AppState>,
     Query(q): Query<StartQuery>,
 ) -> Result<Response, AppError> {
-    let (conv, token) = create_conversation(&state, q.provider.as_deref()).await?;
-    let mut resp = Redirect::to(&format!("/c/{}", conv.id())).into_response();
-    set_cookie_header(&mut resp, conv.id(), &token);
+    let provider = match q.provider.as_deref() {
+        Some(name) => state.providers.get(name).ok_or_else(|| {
+            AppError::BadRequest(format!("unknown provider `{name}`; see GET /api/providers"))
+        })?,
+        None => state.providers.default_provider(),
+    };
+    let page = ChatPage {
+        conversation_id: String::new(),
+        provider: provider.info().into(),
+        providers: state.providers.infos().map(ProviderView::from).collect(),
+        messages: Vec::new(),
+        last_event_id: 0,
+        blank: MessageView::blank(),
+    };
+    Ok(no_store(page.into_response()))
+}
+
+fn no_store(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    resp
 }
 
 /// Renders a conversation's history; the page then resumes the live stream from
@@ -135,10 +151,7 @@ pub async fn chat(
         last_event_id: snap.last_event_id,
         blank: MessageView::blank(),
     };
-    let mut resp = page.into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    no_store(page.into_response())
 }
 
 /// The page's static files, compiled in: `(path under /static/, content type, body)`.

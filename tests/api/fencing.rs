@@ -18,6 +18,22 @@ async fn a_stale_actor_on_another_server_writes_nothing_and_hands_over() {
     let mut sse = a.sse(&conv, None).await;
     a.post_ok(&conv, "/count 3").await;
     while sse.next_event().await.expect("event").kind() != "reply.completed" {}
+    // The reply's end is published, then stored: let A store it before B claims, or A's
+    // own last write is the one fenced (and A has already stopped when it is asked below).
+    let store = &a.server.as_ref().unwrap().state.store;
+    let mut stored = false;
+    for _ in 0..200 {
+        let c = store.load_conversation(&conv.id).await.unwrap().unwrap();
+        if c.messages
+            .last()
+            .is_some_and(|m| m.status == chatwire::chat::Status::Complete)
+        {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(stored, "A stored its reply");
     // B starts its own actor for the conversation: it claims it, and A's actor is stale.
     b.post_ok(&conv, "from b").await;
 

@@ -25,6 +25,8 @@ mod echo;
 mod errors;
 mod fencing;
 mod idempotency;
+mod identity;
+mod jwt;
 mod limits;
 mod metrics;
 mod operations;

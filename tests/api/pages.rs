@@ -1,4 +1,4 @@
-//! The chat page: `/` starts a conversation, `/c/{id}` renders its history on the server
+//! The chat page: `/` is an empty new chat (nothing stored), `/c/{id}` renders its history on the server
 //! (escaped), and the page's hooks and assets are there.
 
 use reqwest::redirect::Policy;
@@ -7,30 +7,44 @@ use crate::helpers::*;
 use crate::streaming::wait_complete;
 
 #[tokio::test]
-async fn root_starts_a_conversation_and_the_page_renders_its_history() {
+async fn root_is_an_empty_chat_and_the_page_renders_its_history() {
     let app = spawn_app().await;
     let client = reqwest::Client::builder()
         .redirect(Policy::none())
         .build()
         .unwrap();
     let resp = client.get(app.url("/")).send().await.unwrap();
-    assert_eq!(resp.status(), 303);
-    let location = resp.headers()["location"].to_str().unwrap().to_string();
-    let id = location
-        .strip_prefix("/c/")
-        .expect("moves to /c/{id}")
-        .to_string();
+    assert_eq!(resp.status(), 200, "`/` stores nothing and moves nowhere");
+    assert!(resp.headers().get("set-cookie").is_none());
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("data-conversation-id=\"\"")
+    );
+    // The page creates the conversation with its first message (and gets the session).
+    let resp = client
+        .post(app.url("/api/conversations"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        cookie.starts_with("cw_session=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Lax"),
         "{cookie}"
     );
     let pair = cookie.split(';').next().unwrap().to_string();
-    let token = pair.split_once('=').unwrap().1.to_string();
+    let body: serde_json::Value = resp.json().await.unwrap();
     let conv = Conv {
-        id: id.clone(),
-        token,
+        id: body["id"].as_str().unwrap().to_string(),
+        token: body["token"].as_str().unwrap().to_string(),
     };
+    let id = conv.id.clone();
+    let location = format!("/c/{id}");
 
     app.post_ok(&conv, "<script>alert(1)</script> hello?").await;
     wait_complete(&app, &conv).await;

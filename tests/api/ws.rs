@@ -69,7 +69,10 @@ async fn typing_ends_after_5s_of_silence() {
     let state = &app.server.as_ref().unwrap().state;
     let room = state
         .conversations
-        .open(&conv.id, &conv.token)
+        .open(
+            &conv.id,
+            &chatwire::conversation::Caller::Token(conv.token.clone()),
+        )
         .await
         .expect("open");
     let mut presence = room.join().await.expect("join").live;

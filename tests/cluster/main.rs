@@ -24,6 +24,7 @@ mod balancers;
 mod faults;
 mod health;
 mod idempotency;
+mod owned;
 mod presence;
 mod scenarios;
 mod soak;

@@ -10,6 +10,7 @@ mod edits;
 mod fencing;
 mod idempotency;
 mod outage;
+mod owners;
 mod reply_parts;
 mod webhooks;
 

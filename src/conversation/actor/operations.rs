@@ -152,7 +152,7 @@ impl Actor {
     }
 
     /// After a failed write (perhaps the interrupt's) the actor changes nothing more.
-    fn writable(&self) -> Result<(), ActorError> {
+    pub(super) fn writable(&self) -> Result<(), ActorError> {
         if self.storage_failed() {
             return Err(ActorError::Unavailable("a write to storage failed".into()));
         }

@@ -256,6 +256,13 @@ impl OwnerLink {
     }
 
     /// Gives the lease up after the last frames are in the log: a clean handoff.
+    /// The conversation was deleted: every node's feed of it closes.
+    pub(crate) async fn announce_deleted(&self, id: &str) {
+        if let Err(e) = presence::publish(&self.cluster.redis, id, presence::DELETED).await {
+            tracing::warn!(conversation = %id, error = %e, "cannot tell the other nodes of a delete");
+        }
+    }
+
     pub(crate) async fn release(&self, id: &str) {
         if let Err(e) = lease::release(&self.cluster.redis, id, &self.token).await {
             tracing::debug!(conversation = %id, error = %e, "cannot release lease; it will lapse");

@@ -12,14 +12,11 @@ pub(super) const EPOCH: &str = "SELECT owner_epoch FROM conversations WHERE id =
 pub(super) const MARK_ABANDONED: &str = "UPDATE messages SET status = 'failed', \
     error = 'the server stopped while this reply was streaming' WHERE status = 'streaming'";
 
-pub(super) const CREATE: &str =
-    "INSERT INTO conversations (id, token_hash, provider, created_at) VALUES ($1, $2, $3, $4)";
-
 pub(super) const CLAIM: &str =
     "UPDATE conversations SET owner_epoch = owner_epoch + 1 WHERE id = $1 RETURNING owner_epoch";
 
-pub(super) const LOAD: &str = "SELECT id, token_hash, provider, created_at, event_id_floor, \
-    owner_epoch FROM conversations WHERE id = $1";
+pub(super) const LOAD: &str = "SELECT id, token_hash, provider, owner, created_at, \
+    event_id_floor, owner_epoch FROM conversations WHERE id = $1";
 
 pub(super) const MESSAGES: &str = "SELECT id, role, text, status, error, created_at \
     FROM messages WHERE conversation_id = $1 ORDER BY seq";

@@ -11,6 +11,7 @@
 
 mod conversations;
 mod idempotency;
+mod owners;
 mod webhooks;
 
 use std::str::FromStr;
@@ -21,6 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::edits::edit_queries;
 use super::idempotency::idempotency_queries;
+use super::owners::owner_queries;
 use super::queries::shared_queries;
 use super::{StoreError, migration, migrator};
 
@@ -45,6 +47,11 @@ fn migrations() -> sqlx::migrate::Migrator {
             2,
             "reply parts",
             include_str!("../../../migrations/postgres/0002_reply_parts.sql"),
+        ),
+        migration(
+            3,
+            "owners",
+            include_str!("../../../migrations/postgres/0003_owners.sql"),
         ),
         migration(
             4,
@@ -76,4 +83,5 @@ impl PgStore {
 
 shared_queries!(PgStore, conversations, webhooks);
 edit_queries!(PgStore, conversations, sqlx::Postgres);
+owner_queries!(PgStore, owners);
 idempotency_queries!(PgStore, idempotency);

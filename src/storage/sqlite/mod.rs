@@ -7,6 +7,7 @@
 
 mod conversations;
 mod idempotency;
+mod owners;
 mod webhooks;
 
 use std::str::FromStr;
@@ -17,6 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::edits::edit_queries;
 use super::idempotency::idempotency_queries;
+use super::owners::owner_queries;
 use super::queries::shared_queries;
 use super::{StoreError, migration, migrator};
 
@@ -47,6 +49,11 @@ fn migrations() -> sqlx::migrate::Migrator {
             4,
             "reply parts",
             include_str!("../../../migrations/sqlite/0004_reply_parts.sql"),
+        ),
+        migration(
+            5,
+            "owners",
+            include_str!("../../../migrations/sqlite/0005_owners.sql"),
         ),
         migration(
             6,
@@ -96,4 +103,5 @@ impl SqliteStore {
 
 shared_queries!(SqliteStore, conversations, webhooks);
 edit_queries!(SqliteStore, conversations, sqlx::Sqlite);
+owner_queries!(SqliteStore, owners);
 idempotency_queries!(SqliteStore, idempotency);

@@ -4,6 +4,7 @@
 //! per delta) and idempotent anyway once their reply has ended (dedupe by sequence number,
 //! late callbacks ignored), so theirs are kept an hour. Provider jobs are forgotten after a
 //! week, far beyond any reply's deadline: a callback for a forgotten job is `ignored`.
+//! Expired browser sessions are forgotten on the same round.
 
 use std::time::Duration;
 
@@ -34,6 +35,9 @@ pub fn spawn_pruner(store: Store, tracker: &TaskTracker, shutdown: CancellationT
                     }
                     if let Err(e) = store.prune_jobs(now - KEEP_JOBS).await {
                         tracing::warn!(error = %e, "cannot prune provider jobs");
+                    }
+                    if let Err(e) = store.prune_sessions(now).await {
+                        tracing::warn!(error = %e, "cannot prune expired sessions");
                     }
                 }
             }

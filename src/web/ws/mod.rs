@@ -19,8 +19,9 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::auth::{authorize, origin_allowed};
+use super::auth::authorize;
 use super::client::ClientAddr;
+use super::origin::origin_allowed;
 use crate::web::error::AppError;
 use session::Session;
 

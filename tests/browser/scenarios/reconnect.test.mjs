@@ -72,14 +72,18 @@ scenario('events stream refused (503): the page keeps retrying and comes back li
     }
     return route.continue();
   });
+  // `/` stores nothing: the first message creates the conversation and its stream opens.
   await page.goto('/');
+  await send(page, '/echo first');
   await page.waitForURL(/\/c\/[^/]+$/);
   await page.waitForFunction(() => window.__cw && true);
   await waitConnection(page, 'reconnecting');
   await waitConnection(page, 'live', 15_000);
   assert.equal(refused, 2);
+  // What happened while the stream was refused arrives once it is live.
+  assert.equal((await waitAssistant(page, { status: 'complete' })).text, 'first');
 
   await send(page, '/count 7');
-  const reply = await waitAssistant(page, { status: 'complete' });
+  const reply = await waitAssistant(page, { count: 2, status: 'complete' });
   assert.equal(reply.text, countText(7));
 });
