@@ -1,6 +1,6 @@
 //! Redis key and channel names. Every per-conversation name carries the conversation id in
-//! a hash tag (`{…}`), so one conversation's keys stay on one Redis Cluster slot and its
-//! scripts stay legal there.
+//! a hash tag (`{…}`), so one conversation's keys stay on one Redis Cluster slot. (The
+//! batched append script spans conversations, so today one Redis server is required.)
 
 /// The lease: `"<node>:<token>"`, with a time to live.
 pub fn lease(conversation: &str) -> String {

@@ -1,9 +1,11 @@
 //! The numbered event log of a conversation: one Redis stream, entry id `N-0` for event `N`.
 //!
-//! The owner appends with one script per actor turn that (1) checks the lease still holds
-//! the owner's token, (2) checks the log's top is the id the owner appended last, so the log
-//! stays contiguous, (3) adds the frames, (4) publishes them on the live channel, (5) trims
-//! by `MINID` and refreshes the log's time to live. Steps 3 and 4 happen in one script, so
+//! The owner appends each actor turn's frames with a script that, per conversation, (1)
+//! checks the lease still holds the owner's token, (2) checks the log's top is the id the
+//! owner appended last, so the log stays contiguous, (3) adds the frames, (4) publishes them
+//! on the live channel in one message, (5) when asked (about once a second), trims by
+//! `MINID` and refreshes the log's time to live. One call covers many conversations (the
+//! node's writer batches them), each fenced and answered on its own. Steps 3 and 4 happen in one script, so
 //! nothing is published that is not in the log, and Redis refuses an id at or below the top,
 //! so an id is never reused. A `sync` entry (a snapshot that replaces a client's state) may
 //! follow any id: a new owner after a crash starts with one, above every id used before.
@@ -52,22 +54,50 @@ impl From<ClusterError> for AppendError {
     }
 }
 
+/// One script call appends for many conversations (the node's [`super::writer`] batches
+/// its actors' turns). `KEYS`: lease, log, live for each conversation in turn. `ARGV[1]`:
+/// the time to live; then per conversation: token, previous id (`''`: any), keep-from,
+/// refresh (`'1'`: trim and refresh the time to live), frame count, and id, kind, bytes per
+/// frame. Each conversation gets its own answer (`ok`, `fenced`, `gap <top>`): a refused
+/// one writes nothing and does not stop the others. Its frames go out in ONE message:
+/// `<id> <kind> <length> <bytes>` per frame, back to back.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'fenced'} end
-local top = '0'
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if last[1] then top = string.match(last[1][1], '^(%d+)') end
-if ARGV[2] ~= '' and ARGV[2] ~= top then return {'gap', top} end
-if #ARGV >= 5 and tonumber(ARGV[5]) <= tonumber(top) then return {'gap', top} end
-for i = 5, #ARGV, 3 do
-  redis.call('XADD', KEYS[2], ARGV[i] .. '-0', 'k', ARGV[i + 1], 'f', ARGV[i + 2])
-  redis.call('PUBLISH', KEYS[3], ARGV[i] .. ' ' .. ARGV[i + 1] .. ' ' .. ARGV[i + 2])
+local out = {}
+local a = 2
+for k = 1, #KEYS, 3 do
+  local n = tonumber(ARGV[a + 4])
+  local first, stop = a + 5, a + 4 + 3 * n
+  local answer = 'ok'
+  if redis.call('GET', KEYS[k]) ~= ARGV[a] then
+    answer = 'fenced'
+  else
+    local top = '0'
+    local last = redis.call('XREVRANGE', KEYS[k + 1], '+', '-', 'COUNT', 1)
+    if last[1] then top = string.match(last[1][1], '^(%d+)') end
+    if (ARGV[a + 1] ~= '' and ARGV[a + 1] ~= top)
+      or (n > 0 and tonumber(ARGV[first]) <= tonumber(top)) then
+      answer = 'gap ' .. top
+    else
+      local parts = {}
+      for i = first, stop, 3 do
+        redis.call('XADD', KEYS[k + 1], ARGV[i] .. '-0', 'k', ARGV[i + 1], 'f', ARGV[i + 2])
+        parts[#parts + 1] = ARGV[i] .. ' ' .. ARGV[i + 1] .. ' ' .. #ARGV[i + 2] .. ' ' .. ARGV[i + 2]
+      end
+      if n > 0 then redis.call('PUBLISH', KEYS[k + 2], table.concat(parts)) end
+      if ARGV[a + 3] == '1' then
+        if ARGV[a + 2] ~= '0' then
+          redis.call('XTRIM', KEYS[k + 1], 'MINID', '~', ARGV[a + 2] .. '-0')
+        end
+        redis.call('PEXPIRE', KEYS[k + 1], ARGV[1])
+      end
+    end
+  end
+  out[#out + 1] = answer
+  a = stop + 1
 end
-if ARGV[3] ~= '0' then redis.call('XTRIM', KEYS[2], 'MINID', '~', ARGV[3] .. '-0') end
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return {'ok'}",
+return out",
     )
 });
 
@@ -83,33 +113,68 @@ pub struct Append<'a> {
     pub frames: &'a [LogFrame],
 }
 
-/// Appends a batch of frames in order (see the module note).
+/// One conversation's part of [`append_many`].
+pub struct Part<'a> {
+    pub conversation: &'a str,
+    pub append: Append<'a>,
+    /// Trim below `keep_from` and refresh the log's time to live (the owner asks for it
+    /// about once a second, not on every append).
+    pub refresh: bool,
+}
+
+/// Appends a batch of frames in order, trimming and refreshing the time to live (see the
+/// module note).
 pub async fn append(redis: &Redis, conversation: &str, a: Append<'_>) -> Result<(), AppendError> {
-    let mut call = APPEND.prepare_invoke();
-    call.key(keys::lease(conversation))
-        .key(keys::log(conversation))
-        .key(keys::live(conversation))
-        .arg(a.token.as_str())
-        .arg(a.prev.map(|p| p.to_string()).unwrap_or_default())
-        .arg(a.keep_from)
-        .arg(u64::try_from(LOG_TTL.as_millis()).unwrap_or(u64::MAX));
-    for f in a.frames {
-        call.arg(f.id)
-            .arg(if f.sync { "s" } else { "e" })
-            .arg(f.bytes.as_ref());
-    }
-    let answer: Vec<String> = call
-        .invoke_async(&mut redis.conn())
+    let part = Part {
+        conversation,
+        append: a,
+        refresh: true,
+    };
+    append_many(redis, std::slice::from_ref(&part))
         .await
-        .map_err(ClusterError::from)?;
-    match answer.first().map(String::as_str) {
-        Some("ok") => Ok(()),
-        Some("fenced") => Err(AppendError::Fenced),
-        Some("gap") => Err(AppendError::Gap {
-            top: answer.get(1).and_then(|t| t.parse().ok()).unwrap_or(0),
-        }),
-        _ => Err(AppendError::Unavailable),
+        .map_err(AppendError::from)?
+        .pop()
+        .unwrap_or(Err(AppendError::Unavailable))
+}
+
+/// Appends for several conversations in one script call; one answer per part, in order.
+/// `Err` when Redis did not answer (then any part may or may not have been written).
+pub async fn append_many(
+    redis: &Redis,
+    parts: &[Part<'_>],
+) -> Result<Vec<Result<(), AppendError>>, ClusterError> {
+    let mut call = APPEND.prepare_invoke();
+    call.arg(u64::try_from(LOG_TTL.as_millis()).unwrap_or(u64::MAX));
+    for p in parts {
+        let a = &p.append;
+        call.key(keys::lease(p.conversation))
+            .key(keys::log(p.conversation))
+            .key(keys::live(p.conversation))
+            .arg(a.token.as_str())
+            .arg(a.prev.map(|p| p.to_string()).unwrap_or_default())
+            .arg(a.keep_from)
+            .arg(if p.refresh { "1" } else { "0" })
+            .arg(a.frames.len());
+        for f in a.frames {
+            call.arg(f.id)
+                .arg(if f.sync { "s" } else { "e" })
+                .arg(f.bytes.as_ref());
+        }
     }
+    let answers: Vec<String> = call.invoke_async(&mut redis.conn()).await?;
+    let mut answers: Vec<Result<(), AppendError>> = answers
+        .iter()
+        .map(|answer| match answer.split_once(' ') {
+            _ if answer == "ok" => Ok(()),
+            _ if answer == "fenced" => Err(AppendError::Fenced),
+            Some(("gap", top)) => Err(AppendError::Gap {
+                top: top.parse().unwrap_or(0),
+            }),
+            _ => Err(AppendError::Unavailable),
+        })
+        .collect();
+    answers.resize(parts.len(), Err(AppendError::Unavailable));
+    Ok(answers)
 }
 
 /// Up to `count` entries after id `after`, oldest first.
@@ -143,17 +208,35 @@ pub async fn top(redis: &Redis, conversation: &str) -> Result<u64, ClusterError>
     Ok(parse_entries(reply).first().map_or(0, |f| f.id))
 }
 
-/// Parses a pub/sub payload of the live channel: `"<id> <k> <frame>"`.
-pub fn parse_live(payload: &[u8]) -> Option<LogFrame> {
-    let space = payload.iter().position(|&b| b == b' ')?;
-    let id = std::str::from_utf8(&payload[..space]).ok()?.parse().ok()?;
-    let rest = payload.get(space + 1..)?;
-    let (kind, bytes) = (rest.first()?, rest.get(2..)?);
-    Some(LogFrame {
-        id,
-        sync: *kind == b's',
-        bytes: Bytes::copy_from_slice(bytes),
-    })
+/// Parses a pub/sub payload of the live channel: `<id> <kind> <length> <bytes>` per frame,
+/// back to back (the frames are slices of `payload`, not copies). `None` if malformed.
+pub fn parse_live(payload: &Bytes) -> Option<Vec<LogFrame>> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < payload.len() {
+        let (id, rest) = number(payload.get(at..)?)?;
+        let (kind, rest) = (*rest.first()?, rest.get(2..)?);
+        let (len, rest) = number(rest)?;
+        let start = payload.len() - rest.len();
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        if end > payload.len() {
+            return None;
+        }
+        frames.push(LogFrame {
+            id,
+            sync: kind == b's',
+            bytes: payload.slice(start..end),
+        });
+        at = end;
+    }
+    Some(frames)
+}
+
+/// A decimal number followed by one space, and what follows the space.
+fn number(s: &[u8]) -> Option<(u64, &[u8])> {
+    let space = s.iter().position(|&b| b == b' ')?;
+    let n = std::str::from_utf8(&s[..space]).ok()?.parse().ok()?;
+    Some((n, &s[space + 1..]))
 }
 
 fn entry_id(v: &Value) -> Option<u64> {

@@ -10,6 +10,8 @@
 //! - [`relay`]: per conversation with local subscribers, the log turned back into an ordered
 //!   feed with no gap (pub/sub is the hint, `XRANGE` the truth).
 //! - [`rpc`]: requests to the node that owns a conversation, answered on the caller's channel.
+//! - [`writer`]: the node's one log writer: its actors' turns, many conversations per
+//!   script call, each fenced and answered on its own.
 //! - [`sweeper`]: replying conversations by lease deadline, so a dead owner's reply is taken
 //!   over even when nobody is connected.
 //!
@@ -27,6 +29,7 @@ pub mod presence;
 pub mod relay;
 pub mod rpc;
 pub mod sweeper;
+pub mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +86,8 @@ pub struct Cluster {
     pub bus: bus::Bus,
     pub relays: relay::Relays,
     pub rpc: rpc::Rpc,
+    /// Appends the owners' turns (see [`writer`]).
+    pub writer: writer::LogWriter,
     pub metrics: Arc<ClusterMetrics>,
 }
 
@@ -114,6 +119,7 @@ impl Cluster {
         .await?;
         Ok((
             Cluster {
+                writer: writer::LogWriter::start(redis.clone()),
                 redis,
                 node_id,
                 lease: config.lease,

@@ -27,7 +27,7 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Frames read from the log per `XRANGE`.
 const PAGE: usize = 512;
 /// Frames waiting in one relay's feed for its slowest local stream.
-const FEED: usize = 256;
+const FEED: usize = 1024;
 
 /// What a relay passes on to its local streams.
 #[derive(Debug, Clone)]
@@ -193,10 +193,15 @@ impl Task {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
-                msg = live.rx.recv() => match msg.as_deref().and_then(log::parse_live) {
-                    Some(f) => self.on_frame(f).await,
-                    None if msg.is_none() => break,
-                    None => {}
+                msg = live.rx.recv() => match msg.as_ref().map(log::parse_live) {
+                    Some(Some(frames)) => {
+                        for f in frames {
+                            self.on_frame(f).await;
+                        }
+                    }
+                    // Malformed: the next check reads the log.
+                    Some(None) => {}
+                    None => break,
                 },
                 msg = presence.rx.recv() => match msg {
                     Some(p) => { let _ = self.presence.send(p); }

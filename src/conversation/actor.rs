@@ -269,7 +269,10 @@ impl Actor {
                     }
                     None => break,
                 },
-                ev = next_reply_event(&mut self.reply, &self.reply_caps) => self.on_reply_event(ev).await,
+                ev = next_reply_event(&mut self.reply, &self.reply_caps) => {
+                    self.on_reply_event(ev).await;
+                    self.take_ready_events().await;
+                }
                 // Timers are built inside async blocks so that no timer is created on the
                 // hot path (per delta) while their branch is disabled.
                 _ = async { sleep_until(typing_expiry.unwrap_or(idle_at)).await }, if typing_expiry.is_some() => {

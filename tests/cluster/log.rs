@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use chatwire::cluster::log::{self, Append};
-use chatwire::cluster::{AppendError, LogFrame, lease};
+use chatwire::cluster::log::{self, Append, Part};
+use chatwire::cluster::writer::{LogWriter, Turn};
+use chatwire::cluster::{AppendError, Bus, LeaseToken, LogFrame, keys, lease};
+use tokio_util::sync::CancellationToken;
 
 use crate::redis_server::RedisServer;
 
@@ -130,4 +132,78 @@ async fn trimming_keeps_everything_from_the_owners_mark() {
     assert!(first > 1, "something was trimmed");
     assert_eq!(kept.last().unwrap().id, 3000);
     assert!(kept.windows(2).all(|w| w[1].id == w[0].id + 1));
+}
+
+#[tokio::test]
+async fn one_call_appends_for_many_conversations_and_a_fenced_one_fails_alone() {
+    let server = RedisServer::start().await;
+    let r = server.client().await;
+    let ttl = Duration::from_secs(30);
+    let shutdown = CancellationToken::new();
+    let bus = Bus::start(r.client().clone(), shutdown.clone());
+    bus.ready(Duration::from_secs(5)).await.unwrap();
+    let mut live = bus.subscribe(&keys::live("a")).await.unwrap();
+    let a = lease::acquire(&r, "a", "n", ttl).await.unwrap().unwrap();
+    let b = lease::acquire(&r, "b", "n", ttl).await.unwrap().unwrap();
+    let c = lease::acquire(&r, "c", "n", ttl).await.unwrap().unwrap();
+    // Someone else owns "b" now.
+    lease::release(&r, "b", &b).await.unwrap();
+    lease::acquire(&r, "b", "other", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    let (fa, fb, fc) = (
+        (1..=3).map(frame).collect::<Vec<_>>(),
+        vec![frame(1)],
+        vec![frame(1), frame(2)],
+    );
+    let part = |conversation, token, frames| Part {
+        conversation,
+        append: Append {
+            token,
+            prev: Some(0),
+            keep_from: 0,
+            frames,
+        },
+        refresh: false,
+    };
+    let answers = log::append_many(
+        &r,
+        &[part("a", &a, &fa), part("b", &b, &fb), part("c", &c, &fc)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(answers, vec![Ok(()), Err(AppendError::Fenced), Ok(())]);
+    assert_eq!(log::after(&r, "a", 0, 10).await.unwrap(), fa);
+    assert!(log::after(&r, "b", 0, 10).await.unwrap().is_empty());
+    assert_eq!(log::after(&r, "c", 0, 10).await.unwrap(), fc);
+    // The three frames of "a" went out as one message, exactly the log's.
+    let msg = tokio::time::timeout(Duration::from_secs(5), live.rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(log::parse_live(&msg), Some(fa.clone()));
+    assert_eq!(log::parse_live(&msg.slice(..msg.len() - 1)), None);
+
+    // Through the node's writer, concurrently: each answered on its own, in its order.
+    let writer = LogWriter::start(r.clone());
+    let turn = |conversation: &str, token: &LeaseToken, prev, frames: Vec<LogFrame>| Turn {
+        conversation: conversation.into(),
+        token: token.clone(),
+        prev: Some(prev),
+        keep_from: 0,
+        refresh: true,
+        frames: frames.into(),
+    };
+    let (ra, rb, rc) = tokio::join!(
+        writer.append(turn("a", &a, 3, vec![frame(4)])),
+        writer.append(turn("b", &b, 0, vec![frame(1)])),
+        writer.append(turn("c", &c, 1, vec![frame(3)])),
+    );
+    assert_eq!(ra, Ok(()));
+    assert_eq!(rb, Err(AppendError::Fenced));
+    assert_eq!(rc, Err(AppendError::Gap { top: 2 }));
+    assert_eq!(log::top(&r, "a").await.unwrap(), 4);
+    assert_eq!(log::top(&r, "c").await.unwrap(), 2);
+    shutdown.cancel();
 }

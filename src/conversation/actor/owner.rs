@@ -8,11 +8,13 @@
 //! goes on, on a log that starts over at its next id (relays keep their place; resumes from
 //! before get a `sync`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::cluster::log::{self, Append};
+use crate::cluster::log;
+use crate::cluster::writer::Turn;
 use crate::cluster::{AppendError, Cluster, ClusterError, LeaseToken, LogFrame, lease, presence};
 use crate::conversation::events::Frame;
 use crate::conversation::presence::PresenceFrame;
@@ -49,7 +51,13 @@ pub(crate) struct OwnerLink {
     renewed: Instant,
     /// Whether the last renewal put the conversation in the sweeper's set.
     marked_replying: bool,
+    /// When an append last trimmed the log and refreshed its time to live (`None`: the
+    /// next one does).
+    refreshed: Option<Instant>,
 }
+
+/// How often (at most) an append trims the log and refreshes its time to live.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
 impl OwnerLink {
     /// `floor` is the first id this owner will publish: a log ending just below it is a
@@ -75,6 +83,7 @@ impl OwnerLink {
             prev: clean.then_some(start.top),
             renewed: Instant::now(),
             marked_replying: false,
+            refreshed: None,
         }
     }
 
@@ -136,16 +145,17 @@ impl OwnerLink {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Appends one turn's frames (in order, in one script call) and publishes its presence.
+    /// Appends one turn's frames (in order, through the node's log writer, which batches
+    /// them with other conversations' turns) and publishes its presence.
     pub(crate) async fn flush(
         &mut self,
-        id: &str,
+        id: &Arc<str>,
         frames: Vec<(Frame, bool)>,
         presence: Vec<PresenceFrame>,
         keep_from: u64,
     ) -> Result<(), Lost> {
         if !frames.is_empty() {
-            let frames: Vec<LogFrame> = frames
+            let frames: Arc<[LogFrame]> = frames
                 .into_iter()
                 .map(|(f, sync)| LogFrame {
                     id: f.id,
@@ -153,7 +163,7 @@ impl OwnerLink {
                     bytes: f.bytes,
                 })
                 .collect();
-            self.append(id, &frames, keep_from).await?;
+            self.append(id, frames, keep_from).await?;
         }
         for p in presence {
             // Presence is ephemeral: a lost one is repeated by the next change.
@@ -162,23 +172,36 @@ impl OwnerLink {
         Ok(())
     }
 
-    async fn append(&mut self, id: &str, frames: &[LogFrame], keep_from: u64) -> Result<(), Lost> {
+    async fn append(
+        &mut self,
+        id: &Arc<str>,
+        frames: Arc<[LogFrame]>,
+        keep_from: u64,
+    ) -> Result<(), Lost> {
         let last = frames.last().map_or(0, |f| f.id);
         let deadline = Instant::now() + self.cluster.lease / 2;
         let mut backoff = Duration::from_millis(25);
         loop {
             let started = Instant::now();
-            let a = Append {
-                token: &self.token,
+            let refresh = self
+                .refreshed
+                .is_none_or(|t| started.duration_since(t) >= REFRESH_EVERY);
+            let turn = Turn {
+                conversation: id.clone(),
+                token: self.token.clone(),
                 prev: self.prev,
                 keep_from,
-                frames,
+                refresh,
+                frames: frames.clone(),
             };
-            let result = log::append(&self.cluster.redis, id, a).await;
+            let result = self.cluster.writer.append(turn).await;
             self.cluster
                 .metrics
                 .append_latency
                 .observe(started.elapsed());
+            if result.is_ok() && refresh {
+                self.refreshed = Some(started);
+            }
             match result {
                 Ok(()) => {
                     self.prev = Some(last);
@@ -225,6 +248,7 @@ impl OwnerLink {
                 self.token = token;
                 self.prev = None;
                 self.renewed = Instant::now();
+                self.refreshed = None;
                 true
             }
             _ => false,

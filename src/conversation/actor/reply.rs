@@ -5,15 +5,19 @@
 
 use std::sync::atomic::Ordering;
 
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{ActiveReply, Actor, CHECKPOINT_EVERY};
+use super::{ActiveReply, Actor, CHECKPOINT_EVERY, next_reply_event};
 use crate::chat::{Message, Role, Status};
 use crate::conversation::events::Event;
 use crate::conversation::presence::{BotState, PresenceFrame};
 use crate::metrics::Outcome;
 use crate::providers::{Callback, CallbackAck, ReplyEvent, ReplyRequest, Turn};
+
+/// Most provider events one turn of the actor takes (see [`Actor::take_ready_events`]).
+const READY_PER_TURN: usize = 64;
 
 /// Where a new reply goes in the history.
 #[derive(Debug, Clone, Copy)]
@@ -193,6 +197,29 @@ impl Actor {
             None => {
                 let error = "the provider's stream ended before the reply was finished";
                 self.end_and_go_on(Status::Failed, Some(error.into())).await;
+            }
+        }
+    }
+
+    /// After a reply event: the deltas the provider has ready now (at most
+    /// [`READY_PER_TURN`] in all) join the same turn, so a fast provider's deltas — or
+    /// those that queued while the last turn's append was in flight — go to the shared log
+    /// in one append. It stops at once when a command waits (an interrupt is never queued
+    /// behind them), when nothing more is ready, and after an event that is not a delta.
+    pub(super) async fn take_ready_events(&mut self) {
+        for _ in 1..READY_PER_TURN {
+            if self.halted() || !self.rx.is_empty() {
+                return;
+            }
+            // Its deadline first, as in the actor's loop.
+            let Some(ev) = next_reply_event(&mut self.reply, &self.reply_caps).now_or_never()
+            else {
+                return;
+            };
+            let delta = matches!(ev, Some(ReplyEvent::Delta(_)));
+            self.on_reply_event(ev).await;
+            if !delta {
+                return;
             }
         }
     }
