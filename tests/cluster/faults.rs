@@ -15,6 +15,18 @@ fn is_end(e: &Event) -> bool {
     )
 }
 
+/// Whether `e` ends reply `reply` for its client: its terminal event, or a `sync` whose
+/// snapshot shows it no longer streaming (a takeover's `sync` may stand in for the end).
+fn ends(e: &Event, reply: &str) -> bool {
+    if e.event == "sync" {
+        return e.data["messages"].as_array().is_some_and(|ms| {
+            ms.iter()
+                .any(|m| m["id"] == reply && m["status"] != "streaming")
+        });
+    }
+    is_end(e) && e.data["reply_id"] == reply
+}
+
 /// Streams on every node but the conversation's owner.
 async fn readers(
     c: &Cluster,
@@ -286,9 +298,9 @@ async fn a_paused_redis_mid_reply_keeps_every_stream_exact() {
         c.logs()
     );
     for s in &mut streams {
-        // Usually `reply.failed` after a `sync` (the owner stopped; the next took over).
-        s.until(WAIT, |e| is_end(e) && e.data["reply_id"] == reply)
-            .await;
+        // Usually `reply.failed` after a `sync` (the owner stopped; the next took over);
+        // or the `sync` itself already shows the reply ended.
+        s.until(WAIT, |e| ends(e, &reply)).await;
     }
     // Working again: a new reply streams, complete, on every node.
     let mut again = None;
