@@ -84,9 +84,15 @@ function onEvent(c, type, id, data) {
   if (h) h(data);
 }
 
-function applySnapshot(c, snap) {
+/**
+ * A snapshot: the `sync` event of our own stream (always the truth), or one this tab fetched
+ * (`fetched`) because it fell behind. A fetched one older than what the tab already applied
+ * (it became the leader meanwhile and its stream resumed past it) would undo those events.
+ */
+function applySnapshot(c, snap, fetched = false) {
   if (conv !== c) return;
   const at = Number(snap.last_event_id);
+  if (fetched && Number.isFinite(at) && at < c.lastEventId) return;
   list.replaceAll(snap.messages || []);
   if (Number.isFinite(at)) c.lastEventId = at;
 }
@@ -102,7 +108,7 @@ function attach(id, lastEventId) {
     lastEventId: () => c.lastEventId,
     onEvent: (type, eid, data) => onEvent(c, type, eid, data),
     onState: () => render(),
-    onSnapshot: (snap) => applySnapshot(c, snap),
+    onSnapshot: (snap) => applySnapshot(c, snap, true),
   });
   root.dataset.conversationId = id;
   panel.markCurrent(id);

@@ -40,7 +40,10 @@ export class Feed {
     this.release = null; // ends our hold of the lock
     this.abort = null; // leaves the lock's queue
     this.hiddenTimer = 0;
+    this.syncTimer = 0;
+    this.syncRetry = 0;
     this.syncing = false;
+    this.stale = false; // a listener that knows it missed events, until a snapshot lands
     this.held = [];
     this.suspended = false;
     this.closed = false;
@@ -55,9 +58,12 @@ export class Feed {
     else this.start();
   }
 
-  /** "live" while events can reach this tab (its own stream, or a live leader's relay). */
+  /**
+   * "live" while events can reach this tab (its own stream, or a live leader's relay) and
+   * it shows what it missed: a listener that is behind is not live until its snapshot lands.
+   */
   get live() {
-    return this.leader ? this.open : this.relayed;
+    return this.leader ? this.open : this.relayed && !this.syncing && !this.stale;
   }
 
   get retrying() {
@@ -101,6 +107,8 @@ export class Feed {
     this.release = null;
     this.leader = false;
     this.relayed = false;
+    this.stale = false;
+    clearTimeout(this.syncTimer);
     this.opts.onState();
   }
 
@@ -201,11 +209,21 @@ export class Feed {
   async behind() {
     if (this.leader) return; // our own stream resumes exactly; a gap there means a sync follows
     if (this.syncing) return;
+    clearTimeout(this.syncTimer);
     this.syncing = true;
+    this.stale = true;
     this.held = [];
+    this.opts.onState();
+    let again = true; // a network error, 429 or 5xx: worth another try
     try {
       const res = await fetch(this.api, { headers: { Accept: 'application/json' }, credentials: 'same-origin' });
-      if (res.ok && !this.closed) this.opts.onSnapshot(await res.json());
+      if (res.ok && !this.closed) {
+        this.opts.onSnapshot(await res.json());
+        this.stale = false;
+        this.syncRetry = 0;
+      } else {
+        again = res.status === 429 || res.status >= 500;
+      }
     } catch (err) {
       console.warn('chatwire: snapshot failed', err);
     } finally {
@@ -213,6 +231,11 @@ export class Feed {
       const held = this.held;
       this.held = [];
       for (const msg of held) this.opts.onEvent(msg.type, msg.id, msg.data);
+      // Still behind (the snapshot failed for now): try again, jittered, while we listen.
+      if (again && this.stale && !this.syncing && !this.leader && !this.suspended && !this.closed) {
+        this.syncTimer = setTimeout(() => this.behind(), backoff(this.syncRetry++));
+      }
+      this.opts.onState();
     }
   }
 }

@@ -15,6 +15,7 @@ import {
   scenario,
   sel,
   send,
+  serverConversation,
   waitAssistant,
   waitConnection,
 } from '../lib/harness.mjs';
@@ -46,9 +47,18 @@ function connections(port) {
   return out.split('\n').filter((l) => l.trim()).length;
 }
 
-/** Sends a long count in `tab`, stops it once it streams, and checks it ended stopped. */
-async function sendAndStop(tab) {
-  const before = (await messages(tab)).filter((m) => m.role === 'assistant').length;
+/** How many replies conversation `id` has on the server (what a caught-up tab shows). */
+async function replies(context, id) {
+  return (await serverConversation(context, id)).messages.filter((m) => m.role === 'assistant').length;
+}
+
+/**
+ * Sends a long count in `tab`, stops it once it streams, and checks it ended stopped. The
+ * new reply's place comes from the server: a tab back from the background must also show
+ * the replies it missed for it to be found there.
+ */
+async function sendAndStop(tab, context, id) {
+  const before = await replies(context, id);
   await send(tab, '/count 5000');
   await waitAssistant(tab, { count: before + 1, status: 'streaming', minLength: 20, timeout: 20_000 });
   await tab.locator(sel.stop).click();
@@ -89,7 +99,7 @@ scenario('ten tabs over HTTP/1.1: all load, send and stop; replies reach every t
     if (i > 0) await setVisible(tabs[i - 1], false);
     await setVisible(tabs[i], true);
     await waitConnection(tabs[i], 'live', 15_000);
-    await sendAndStop(tabs[i]);
+    await sendAndStop(tabs[i], context, convs[i]);
   }
   await setVisible(tabs[TABS - 1], false);
 
@@ -109,7 +119,7 @@ scenario('ten tabs over HTTP/1.1: all load, send and stop; replies reach every t
   });
   assert.equal(post.status(), 202);
 
-  const n = (await messages(tabs[0])).filter((m) => m.role === 'assistant').length + 1;
+  const n = (await replies(context, convA)) + 1;
   await send(tabs[0], '/count 300');
   const [a0, a1] = await Promise.all([
     waitAssistant(tabs[0], { count: n, status: 'complete', timeout: 20_000 }),
