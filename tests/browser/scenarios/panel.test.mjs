@@ -18,6 +18,25 @@ async function waitItems(page, n) {
   return items(page);
 }
 
+/**
+ * Waits until the panel shows exactly `expected` ([id, title] in order), then asserts it (a
+ * timeout fails with what it shows). Not just a count: the list fetched right after the
+ * first send's create can land before the message is stored and show "New conversation"
+ * for a moment, until the refresh that `user.message` triggers arrives.
+ */
+async function waitListed(page, expected, message) {
+  try {
+    await page.waitForFunction(
+      ([s, want]) => JSON.stringify([...document.querySelectorAll(s)].map((el) => [el.dataset.conversationId, el.querySelector('a').textContent])) === want,
+      [item, JSON.stringify(expected)],
+      { timeout: 10_000, polling: 50 },
+    );
+  } catch (e) {
+    if (e.name !== 'TimeoutError') throw e;
+  }
+  assert.deepEqual(await items(page), expected, message);
+}
+
 /** Starts a new chat from the panel and sends its first message; returns the new id. */
 async function chat(page, text) {
   const toggle = page.locator('[data-testid="conversation-panel-toggle"]');
@@ -50,7 +69,7 @@ scenario('new chat: `/` stores nothing until the first send, then moves to /c/{i
   const reply = await waitAssistant(page, { status: 'complete' });
   assert.equal(reply.text, 'first reply');
   const id = decodeURIComponent(new URL(page.url()).pathname.slice(3));
-  assert.deepEqual(await waitItems(page, 1), [[id, '/echo first reply']]);
+  await waitListed(page, [[id, '/echo first reply']], 'the panel lists it, named after its first message');
   assert.equal((await serverConversation(context, id)).messages.length, 2);
 });
 
