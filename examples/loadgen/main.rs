@@ -179,27 +179,12 @@ fn main() -> ExitCode {
     if pin && !procs::pin_to_core(1) {
         eprintln!("loadgen: cannot pin myself to core 1; running unpinned");
     }
-    // One thread on its own core: cheaper than a work-stealing pool for a client.
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = client_runtime() else {
+        return ExitCode::FAILURE;
     };
     let results = rt.block_on(run(args.clone(), pin, fds));
     let text = report::markdown(&results);
-    println!("{text}");
-    if let Some(path) = &args.out
-        && let Err(e) = std::fs::write(path, &text)
-    {
-        eprintln!("loadgen: cannot write {}: {e}", path.display());
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    print_report(&text, args.out.as_deref())
 }
 
 fn cluster_main(args: cluster::ClusterArgs) -> ExitCode {
@@ -208,15 +193,8 @@ fn cluster_main(args: cluster::ClusterArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     procs::raise_fd_limit();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = client_runtime() else {
+        return ExitCode::FAILURE;
     };
     let text = match rt.block_on(cluster::run(args.clone())) {
         Ok(r) => cluster::markdown(&r),
@@ -225,9 +203,29 @@ fn cluster_main(args: cluster::ClusterArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    print_report(&text, args.out.as_deref())
+}
+
+/// The load generator's runtime: one thread (on its own core when pinned), cheaper than a
+/// work-stealing pool for a client.
+fn client_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            None
+        }
+    }
+}
+
+/// Prints the Markdown report, and writes it to `out` when asked.
+fn print_report(text: &str, out: Option<&std::path::Path>) -> ExitCode {
     println!("{text}");
-    if let Some(path) = &args.out
-        && let Err(e) = std::fs::write(path, &text)
+    if let Some(path) = out
+        && let Err(e) = std::fs::write(path, text)
     {
         eprintln!("loadgen: cannot write {}: {e}", path.display());
         return ExitCode::FAILURE;
