@@ -54,7 +54,7 @@ impl From<ClusterError> for AppendError {
     }
 }
 
-/// One script call appends for many conversations (the node's [`super::writer`] batches
+/// One script call appends for many conversations (the node's log writer, in `writer.rs`, batches
 /// its actors' turns). `KEYS`: lease, log, live for each conversation in turn. `ARGV[1]`:
 /// the time to live; then per conversation: token, previous id (`''`: any), keep-from,
 /// refresh (`'1'`: trim and refresh the time to live), frame count, and id, kind, bytes per
